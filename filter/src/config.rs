@@ -1,0 +1,457 @@
+//! Plugin configuration: the raw JSON an operator writes, validated once into a `Config`.
+//!
+//! Two phases: [`RawConfig`] is what serde reads (unknown fields are an error, so a typo is never a
+//! silent default), and [`Config::from_json`] range-checks every value and resolves the model rules.
+//! Every default and every bound lives in this file.
+
+use serde::Deserialize;
+use std::fmt;
+
+use crate::tokenize::Encoding;
+
+/// Largest accepted token limit (prompt or output): far above any model's context, low enough
+/// that sums of limits never overflow.
+pub const MAX_TOKEN_LIMIT: u64 = 100_000_000;
+/// Largest accepted `max_body_bytes`: the filter buffers the whole JSON body before counting.
+pub const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
+
+const DEFAULT_MAX_PROMPT_TOKENS: u64 = 128_000;
+const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+const DEFAULT_IMAGE_TOKENS: u64 = 765;
+const DEFAULT_KEY_HEADER: &str = "authorization";
+
+/// Built-in model rules, tried after the operator's own rules. Order matters: `gpt-4o*` must be
+/// tried before `gpt-4*`.
+const BUILTIN_RULES: &[(&str, Encoding)] = &[
+    ("gpt-4o*", Encoding::O200kBase),
+    ("chatgpt-4o*", Encoding::O200kBase),
+    ("gpt-4.1*", Encoding::O200kBase),
+    ("gpt-4.5*", Encoding::O200kBase),
+    ("gpt-5*", Encoding::O200kBase),
+    ("gpt-oss*", Encoding::O200kBase),
+    ("o1*", Encoding::O200kBase),
+    ("o3*", Encoding::O200kBase),
+    ("o4*", Encoding::O200kBase),
+    ("gpt-4*", Encoding::Cl100kBase),
+    ("gpt-3.5*", Encoding::Cl100kBase),
+    ("text-embedding-3*", Encoding::Cl100kBase),
+    ("text-embedding-ada-002", Encoding::Cl100kBase),
+];
+
+/// Why a configuration was refused. `Display` is the one log line an operator reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Not JSON, a wrong type, or an unknown field (serde's message names it).
+    Syntax(String),
+    /// A field parsed but its value is out of range or inconsistent.
+    InvalidValue { field: String, reason: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Syntax(msg) => write!(f, "invalid tokengate configuration: {msg}"),
+            ConfigError::InvalidValue { field, reason } => {
+                write!(f, "invalid tokengate configuration: `{field}` {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The configuration as written in the Envoy filter's `configuration` string.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub models: Vec<RawModelRule>,
+    #[serde(default)]
+    pub max_prompt_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    #[serde(default)]
+    pub api_key: Option<RawApiKey>,
+    #[serde(default)]
+    pub image_tokens: Option<u64>,
+}
+
+/// One entry of `models`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelRule {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub max_prompt_tokens: Option<u64>,
+}
+
+/// The `api_key` object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub required: Option<bool>,
+}
+
+/// A model-name pattern: an exact name, or a prefix when written with a trailing `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl ModelPattern {
+    fn parse(field: &str, pattern: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason: &str| ConfigError::InvalidValue {
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if pattern.is_empty() {
+            return Err(invalid("must not be empty"));
+        }
+        match pattern.strip_suffix('*') {
+            Some(prefix) if prefix.contains('*') => {
+                Err(invalid("may contain `*` only as its last character"))
+            }
+            Some(prefix) => Ok(ModelPattern::Prefix(prefix.to_owned())),
+            None if pattern.contains('*') => {
+                Err(invalid("may contain `*` only as its last character"))
+            }
+            None => Ok(ModelPattern::Exact(pattern.to_owned())),
+        }
+    }
+
+    /// Whether `model` is matched by this pattern (case-sensitive, as model ids are).
+    pub fn matches(&self, model: &str) -> bool {
+        match self {
+            ModelPattern::Exact(name) => model == name,
+            ModelPattern::Prefix(prefix) => model.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// A validated model rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRule {
+    pub pattern: ModelPattern,
+    /// `None`: the configured default encoding.
+    pub encoding: Option<Encoding>,
+    /// `None`: the global `max_prompt_tokens`.
+    pub max_prompt_tokens: Option<u64>,
+}
+
+/// What applies to one request's model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelPolicy {
+    pub encoding: Encoding,
+    pub max_prompt_tokens: u64,
+}
+
+/// Where the API key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyConfig {
+    /// Lower-case header name.
+    pub header: String,
+    pub required: bool,
+}
+
+/// The validated configuration. Built once per VM in `on_configure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub default_encoding: Encoding,
+    /// Operator rules first, then the built-in rules.
+    pub models: Vec<ModelRule>,
+    pub max_prompt_tokens: u64,
+    pub max_output_tokens: Option<u64>,
+    pub max_body_bytes: u64,
+    pub api_key: ApiKeyConfig,
+    pub image_tokens: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        match Config::try_from(RawConfig::default()) {
+            Ok(config) => config,
+            // The defaults are constants that pass validation; a unit test holds this.
+            Err(_) => Config {
+                default_encoding: Encoding::O200kBase,
+                models: Vec::new(),
+                max_prompt_tokens: DEFAULT_MAX_PROMPT_TOKENS,
+                max_output_tokens: None,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                api_key: ApiKeyConfig {
+                    header: DEFAULT_KEY_HEADER.to_owned(),
+                    required: false,
+                },
+                image_tokens: DEFAULT_IMAGE_TOKENS,
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration. Empty input (no `configuration` given)
+    /// means all defaults.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Config::try_from(RawConfig::default());
+        }
+        let raw: RawConfig =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        Config::try_from(raw)
+    }
+
+    /// The encoding and prompt limit for a request naming `model` (or none).
+    pub fn policy_for(&self, model: Option<&str>) -> ModelPolicy {
+        let rule = model.and_then(|m| self.models.iter().find(|r| r.pattern.matches(m)));
+        ModelPolicy {
+            encoding: rule
+                .and_then(|r| r.encoding)
+                .unwrap_or(self.default_encoding),
+            max_prompt_tokens: rule
+                .and_then(|r| r.max_prompt_tokens)
+                .unwrap_or(self.max_prompt_tokens),
+        }
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
+        let default_encoding = match raw.encoding.as_deref() {
+            None => Encoding::O200kBase,
+            Some(name) => parse_encoding("encoding", name)?,
+        };
+        let max_prompt_tokens = ranged(
+            "max_prompt_tokens",
+            raw.max_prompt_tokens,
+            DEFAULT_MAX_PROMPT_TOKENS,
+            1,
+            MAX_TOKEN_LIMIT,
+        )?;
+        let max_output_tokens = match raw.max_output_tokens {
+            None => None,
+            Some(v) => Some(ranged("max_output_tokens", Some(v), v, 1, MAX_TOKEN_LIMIT)?),
+        };
+        let max_body_bytes = ranged(
+            "max_body_bytes",
+            raw.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+            1,
+            MAX_BODY_BYTES_LIMIT,
+        )?;
+        let image_tokens = ranged(
+            "image_tokens",
+            raw.image_tokens,
+            DEFAULT_IMAGE_TOKENS,
+            0,
+            MAX_TOKEN_LIMIT,
+        )?;
+
+        let mut models = Vec::with_capacity(raw.models.len() + BUILTIN_RULES.len());
+        for (i, rule) in raw.models.iter().enumerate() {
+            let field = |name: &str| format!("models[{i}].{name}");
+            let encoding = match rule.encoding.as_deref() {
+                None => None,
+                Some(name) => Some(parse_encoding(&field("encoding"), name)?),
+            };
+            let max_prompt_tokens = match rule.max_prompt_tokens {
+                None => None,
+                Some(v) => Some(ranged(
+                    &field("max_prompt_tokens"),
+                    Some(v),
+                    v,
+                    1,
+                    MAX_TOKEN_LIMIT,
+                )?),
+            };
+            models.push(ModelRule {
+                pattern: ModelPattern::parse(&field("match"), &rule.pattern)?,
+                encoding,
+                max_prompt_tokens,
+            });
+        }
+        for (pattern, encoding) in BUILTIN_RULES {
+            models.push(ModelRule {
+                pattern: ModelPattern::parse("built-in rule", pattern)?,
+                encoding: Some(*encoding),
+                max_prompt_tokens: None,
+            });
+        }
+
+        let api_key = match raw.api_key {
+            None => ApiKeyConfig {
+                header: DEFAULT_KEY_HEADER.to_owned(),
+                required: false,
+            },
+            Some(k) => ApiKeyConfig {
+                header: parse_header_name(
+                    "api_key.header",
+                    k.header.as_deref().unwrap_or(DEFAULT_KEY_HEADER),
+                )?,
+                required: k.required.unwrap_or(false),
+            },
+        };
+
+        Ok(Config {
+            default_encoding,
+            models,
+            max_prompt_tokens,
+            max_output_tokens,
+            max_body_bytes,
+            api_key,
+            image_tokens,
+        })
+    }
+}
+
+fn parse_encoding(field: &str, name: &str) -> Result<Encoding, ConfigError> {
+    Encoding::from_name(name).ok_or_else(|| ConfigError::InvalidValue {
+        field: field.to_owned(),
+        reason: format!("must be \"o200k_base\" or \"cl100k_base\", got {name:?}"),
+    })
+}
+
+fn ranged(field: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError::InvalidValue {
+            field: field.to_owned(),
+            reason: format!("must be between {min} and {max}, got {v}"),
+        })
+    }
+}
+
+/// HTTP header names are RFC 9110 tokens; Envoy stores them lower-case. Pseudo-headers
+/// (`:path`) are not keys.
+fn parse_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(is_tchar) {
+        return Err(ConfigError::InvalidValue {
+            field: field.to_owned(),
+            reason: format!("must be an HTTP header name, got {name:?}"),
+        });
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn err(json: &str) -> String {
+        Config::from_json(json.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_and_default_configs_agree() {
+        let empty = Config::from_json(b"").unwrap();
+        let braces = Config::from_json(b" {} ").unwrap();
+        assert_eq!(empty, braces);
+        assert_eq!(empty, Config::default());
+        assert_eq!(empty.default_encoding, Encoding::O200kBase);
+        assert_eq!(empty.max_prompt_tokens, 128_000);
+        assert_eq!(empty.max_output_tokens, None);
+        assert_eq!(empty.max_body_bytes, 1_048_576);
+        assert_eq!(empty.image_tokens, 765);
+        assert_eq!(empty.api_key.header, "authorization");
+        assert!(!empty.api_key.required);
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = Config::from_json(
+            br#"{"encoding":"cl100k_base","models":[{"match":"llama-3*","encoding":"o200k_base","max_prompt_tokens":8192},{"match":"tiny","max_prompt_tokens":10}],
+                "max_prompt_tokens":1000,"max_output_tokens":500,"max_body_bytes":2048,
+                "api_key":{"header":"X-Api-Key","required":true},"image_tokens":100}"#,
+        )
+        .unwrap();
+        assert_eq!(c.default_encoding, Encoding::Cl100kBase);
+        assert_eq!(c.max_output_tokens, Some(500));
+        assert_eq!(c.api_key.header, "x-api-key");
+        assert!(c.api_key.required);
+        assert_eq!(
+            c.policy_for(Some("llama-3.1-70b")),
+            ModelPolicy { encoding: Encoding::O200kBase, max_prompt_tokens: 8192 }
+        );
+        assert_eq!(
+            c.policy_for(Some("tiny")),
+            ModelPolicy { encoding: Encoding::Cl100kBase, max_prompt_tokens: 10 }
+        );
+        assert_eq!(
+            c.policy_for(Some("tiny-2")),
+            ModelPolicy { encoding: Encoding::Cl100kBase, max_prompt_tokens: 1000 }
+        );
+    }
+
+    #[test]
+    fn builtin_rules_choose_the_openai_encoding() {
+        let c = Config::default();
+        for (model, enc) in [
+            ("gpt-4o", Encoding::O200kBase),
+            ("gpt-4o-mini-2024-07-18", Encoding::O200kBase),
+            ("gpt-4.1-nano", Encoding::O200kBase),
+            ("gpt-5", Encoding::O200kBase),
+            ("o1-preview", Encoding::O200kBase),
+            ("o3-mini", Encoding::O200kBase),
+            ("o4-mini", Encoding::O200kBase),
+            ("gpt-4", Encoding::Cl100kBase),
+            ("gpt-4-turbo", Encoding::Cl100kBase),
+            ("gpt-3.5-turbo-instruct", Encoding::Cl100kBase),
+            ("text-embedding-3-large", Encoding::Cl100kBase),
+            ("text-embedding-ada-002", Encoding::Cl100kBase),
+            ("llama-3", Encoding::O200kBase),
+        ] {
+            assert_eq!(c.policy_for(Some(model)).encoding, enc, "{model}");
+        }
+        assert_eq!(c.policy_for(None).encoding, Encoding::O200kBase);
+    }
+
+    #[test]
+    fn user_rules_come_before_builtins() {
+        let c = Config::from_json(br#"{"models":[{"match":"gpt-4o*","encoding":"cl100k_base"}]}"#)
+            .unwrap();
+        assert_eq!(c.policy_for(Some("gpt-4o")).encoding, Encoding::Cl100kBase);
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_wrong_types() {
+        assert!(err(r#"{"max_prompt_token": 5}"#).contains("unknown field `max_prompt_token`"));
+        assert!(err(r#"{"max_prompt_tokens": "lots"}"#).contains("invalid type"));
+        assert!(err(r#"{"api_key": {"header": "x", "requird": true}}"#).contains("unknown field"));
+        assert!(err(r#"{"models": [{"match": "a", "encodin": "x"}]}"#).contains("unknown field"));
+        assert!(err("not json").contains("invalid tokengate configuration"));
+        assert!(err(r#"{"max_prompt_tokens": -1}"#).contains("invalid"));
+    }
+
+    #[test]
+    fn rejects_out_of_range_values_naming_the_field() {
+        assert_eq!(
+            err(r#"{"max_prompt_tokens": 0}"#),
+            "invalid tokengate configuration: `max_prompt_tokens` must be between 1 and 100000000, got 0"
+        );
+        assert!(err(r#"{"max_output_tokens": 0}"#).contains("`max_output_tokens`"));
+        assert!(err(r#"{"max_body_bytes": 1000000000}"#).contains("`max_body_bytes`"));
+        assert!(err(r#"{"encoding": "p50k_base"}"#).contains("`encoding` must be"));
+        assert!(err(r#"{"models": [{"match": "a*b"}]}"#).contains("`models[0].match`"));
+        assert!(err(r#"{"models": [{"match": ""}]}"#).contains("must not be empty"));
+        assert!(err(r#"{"models": [{"match": "a", "max_prompt_tokens": 0}]}"#)
+            .contains("`models[0].max_prompt_tokens`"));
+        assert!(err(r#"{"api_key": {"header": "bad header"}}"#).contains("`api_key.header`"));
+        assert!(err(r#"{"api_key": {"header": ":path"}}"#).contains("`api_key.header`"));
+    }
+}

@@ -1,0 +1,76 @@
+//! The only code that touches proxy-wasm: the root context (config, metrics, tokenizer warm-up
+//! once per VM) and the HTTP context that carries out the gate's decisions.
+
+mod http;
+mod metrics;
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+
+use crate::config::Config;
+use crate::tokenize::Tokenizer;
+use http::Stream;
+use metrics::Metrics;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// What every HTTP context of a VM shares once the configuration is accepted.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Root {
+    fn configure(&self, size: usize) -> Result<Shared, String> {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+            .map_err(|s| format!("cannot read the plugin configuration: {s:?}"))?
+            .unwrap_or_default();
+        let config = Config::from_json(&bytes).map_err(|e| e.to_string())?;
+        // Build the default encoding now, not on the first request; others are built on first use.
+        Tokenizer::shared(config.default_encoding).map_err(|e| e.to_string())?;
+        let metrics = Metrics::define().map_err(|s| format!("cannot define metrics: {s:?}"))?;
+        Ok(Shared { config, metrics })
+    }
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        match self.configure(plugin_configuration_size) {
+            Ok(shared) => {
+                // Swap only a configuration that validated; a rejected update keeps nothing stale.
+                self.shared = Some(Rc::new(shared));
+                true
+            }
+            Err(reason) => {
+                log(LogLevel::Error, &format!("tokengate: {reason}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream::new(context_id, self.shared.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Logs through the host; a failing log call has nowhere better to go.
+pub(crate) fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}

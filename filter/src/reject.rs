@@ -1,0 +1,102 @@
+//! Rejections: the status, code and OpenAI-shaped JSON error body an OpenAI client understands.
+
+use serde_json::json;
+
+/// Every reason tokengate refuses a request. The code is OpenAI's `error.code` and names the
+/// `tokengate_rejected_<code>_total` counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    ContextLengthExceeded,
+    InvalidValue,
+    RequestTooLarge,
+    InvalidJson,
+    MissingApiKey,
+}
+
+impl ErrorCode {
+    /// All codes, for defining one counter each.
+    pub const ALL: [ErrorCode; 5] = [
+        ErrorCode::ContextLengthExceeded,
+        ErrorCode::InvalidValue,
+        ErrorCode::RequestTooLarge,
+        ErrorCode::InvalidJson,
+        ErrorCode::MissingApiKey,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ContextLengthExceeded => "context_length_exceeded",
+            ErrorCode::InvalidValue => "invalid_value",
+            ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::MissingApiKey => "missing_api_key",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::ContextLengthExceeded | ErrorCode::InvalidValue | ErrorCode::InvalidJson => 400,
+            ErrorCode::RequestTooLarge => 413,
+            ErrorCode::MissingApiKey => 401,
+        }
+    }
+
+    fn error_type(self) -> &'static str {
+        match self {
+            ErrorCode::MissingApiKey => "authentication_error",
+            _ => "invalid_request_error",
+        }
+    }
+}
+
+/// A request refused at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: ErrorCode,
+    /// The request field at fault, when there is one.
+    pub param: Option<&'static str>,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: ErrorCode, param: Option<&'static str>, message: String) -> Rejection {
+        Rejection { code, param, message }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    /// `{"error": {"message", "type", "param", "code"}}`, as the OpenAI API answers.
+    pub fn body(&self) -> String {
+        json!({"error": {
+            "message": self.message,
+            "type": self.code.error_type(),
+            "param": self.param,
+            "code": self.code.as_str(),
+        }})
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn body_is_openai_shaped() {
+        let r = Rejection::new(ErrorCode::ContextLengthExceeded, Some("messages"), "too long".into());
+        let v: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
+        assert_eq!(
+            v,
+            json!({"error": {"message": "too long", "type": "invalid_request_error",
+                             "param": "messages", "code": "context_length_exceeded"}})
+        );
+        let r = Rejection::new(ErrorCode::MissingApiKey, None, "no key".into());
+        let v: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
+        assert_eq!(v["error"]["param"], serde_json::Value::Null);
+        assert_eq!(r.status(), 401);
+    }
+}

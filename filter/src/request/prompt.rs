@@ -1,0 +1,520 @@
+//! Counts a recognized request's prompt tokens: OpenAI's chat rule, tool and schema
+//! approximations, and the plain forms of completions and embeddings, stopping at the limit.
+//!
+//! Chat (OpenAI cookbook, current models): 3 tokens per message, the tokens of every string field
+//! of the message, 1 more per `name`, and 3 priming the reply. Tool definitions follow the
+//! cookbook's `num_tokens_for_tools`; images count the configured `image_tokens`; anything
+//! approximated marks the count [`Exactness::Estimated`].
+
+use serde_json::{Map, Value};
+
+use super::{Api, LlmRequest};
+use crate::tokenize::{Count, Encoding, Tokenizer};
+
+const TOKENS_PER_MESSAGE: u64 = 3;
+const TOKENS_PER_NAME: u64 = 1;
+const REPLY_PRIMING_TOKENS: u64 = 3;
+
+/// Whether a count is exact under the documented rules or involves an approximation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exactness {
+    Exact,
+    Estimated,
+}
+
+impl Exactness {
+    pub fn name(self) -> &'static str {
+        match self {
+            Exactness::Exact => "exact",
+            Exactness::Estimated => "estimated",
+        }
+    }
+}
+
+/// The outcome of counting a prompt against a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptCount {
+    /// Tokens counted. When `over_limit` and `stopped_early`, a lower bound of the true total.
+    pub tokens: u64,
+    pub over_limit: bool,
+    /// Counting stopped before the end of the prompt because the limit was already passed.
+    pub stopped_early: bool,
+    pub exactness: Exactness,
+}
+
+/// Counts the prompt of `request` with `tokenizer`, stopping once `limit` is passed.
+pub fn count_prompt(request: &LlmRequest<'_>, tokenizer: &Tokenizer, limit: u64, image_tokens: u64) -> PromptCount {
+    let mut c = Counter {
+        tokenizer,
+        limit,
+        image_tokens,
+        total: 0,
+        stopped: false,
+        skipped: false,
+        estimated: false,
+    };
+    let body = request.body;
+    match request.api {
+        Api::ChatCompletions => {
+            if let Some(Value::Array(messages)) = body.get("messages") {
+                for m in messages {
+                    c.fixed(TOKENS_PER_MESSAGE);
+                    c.chat_message(m);
+                }
+            }
+            c.fixed(REPLY_PRIMING_TOKENS);
+            c.tool_definitions(body.get("tools"));
+            c.tool_definitions(body.get("functions"));
+            if let Some(Value::Object(format)) = body.get("response_format") {
+                c.response_format(format.get("json_schema"));
+            }
+        }
+        Api::Completions => {
+            c.plain_input(body.get("prompt"));
+            if let Some(Value::String(suffix)) = body.get("suffix") {
+                c.text(suffix);
+            }
+        }
+        Api::Embeddings => c.plain_input(body.get("input")),
+        Api::Responses => {
+            // The responses API's framing is not documented; count it as chat and say so.
+            c.estimated = true;
+            if let Some(Value::String(instructions)) = body.get("instructions") {
+                c.fixed(TOKENS_PER_MESSAGE);
+                c.text("system");
+                c.text(instructions);
+            }
+            match body.get("input") {
+                Some(Value::String(input)) => {
+                    c.fixed(TOKENS_PER_MESSAGE);
+                    c.text("user");
+                    c.text(input);
+                }
+                Some(Value::Array(items)) => items.iter().for_each(|item| c.responses_item(item)),
+                _ => {}
+            }
+            c.fixed(REPLY_PRIMING_TOKENS);
+            c.tool_definitions(body.get("tools"));
+            if let Some(Value::Object(text)) = body.get("text") {
+                if let Some(Value::Object(format)) = text.get("format") {
+                    if format.get("type").and_then(Value::as_str) == Some("json_schema") {
+                        c.response_format(format.get("schema"));
+                    }
+                }
+            }
+        }
+    }
+    PromptCount {
+        tokens: c.total,
+        over_limit: c.total > limit,
+        stopped_early: c.skipped,
+        exactness: if c.estimated { Exactness::Estimated } else { Exactness::Exact },
+    }
+}
+
+struct Counter<'t> {
+    tokenizer: &'t Tokenizer,
+    limit: u64,
+    image_tokens: u64,
+    total: u64,
+    /// The total passed the limit: nothing more is counted.
+    stopped: bool,
+    /// Some of the prompt was left uncounted because of that.
+    skipped: bool,
+    estimated: bool,
+}
+
+impl Counter<'_> {
+    fn text(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if self.stopped {
+            self.skipped = true;
+            return;
+        }
+        match self.tokenizer.count_until(text, self.limit.saturating_sub(self.total)) {
+            Count::Within(n) => self.total += n,
+            Count::Over { counted, complete } => {
+                self.total += counted;
+                self.stopped = true;
+                self.skipped |= !complete;
+            }
+        }
+    }
+
+    /// Framing tokens cost nothing to add, so they are added even past the limit.
+    fn fixed(&mut self, tokens: u64) {
+        self.total = self.total.saturating_add(tokens);
+        self.stopped |= self.total > self.limit;
+    }
+
+    /// An approximation: the compact JSON text of `value`.
+    fn json(&mut self, value: &Value) {
+        self.estimated = true;
+        if self.stopped {
+            self.skipped = true;
+        } else {
+            self.text(&value.to_string());
+        }
+    }
+
+    fn chat_message(&mut self, message: &Value) {
+        let Value::Object(fields) = message else {
+            self.json(message);
+            return;
+        };
+        for (key, value) in fields {
+            match (key.as_str(), value) {
+                (_, Value::Null) => {}
+                (key, Value::String(s)) => {
+                    self.text(s);
+                    if key == "name" {
+                        self.fixed(TOKENS_PER_NAME);
+                    }
+                }
+                ("content", Value::Array(parts)) => parts.iter().for_each(|p| self.content_part(p)),
+                ("tool_calls", Value::Array(calls)) => {
+                    for call in calls {
+                        self.function_call(call.get("function").and_then(Value::as_object));
+                    }
+                }
+                ("function_call", Value::Object(call)) => self.function_call(Some(call)),
+                (_, other) => self.json(other),
+            }
+        }
+    }
+
+    /// Tool calls the assistant made: their name and arguments are in the prompt; the framing
+    /// around them is not documented.
+    fn function_call(&mut self, call: Option<&Map<String, Value>>) {
+        self.estimated = true;
+        let Some(call) = call else { return };
+        for field in ["name", "arguments"] {
+            if let Some(Value::String(s)) = call.get(field) {
+                self.text(s);
+            }
+        }
+    }
+
+    fn content_part(&mut self, part: &Value) {
+        let Value::Object(part) = part else {
+            match part {
+                Value::String(s) => self.text(s),
+                other => self.json(other),
+            }
+            return;
+        };
+        match part.get("type").and_then(Value::as_str) {
+            Some("text" | "input_text" | "output_text") => {
+                if let Some(Value::String(t)) = part.get("text") {
+                    self.text(t);
+                }
+            }
+            Some("refusal") => {
+                if let Some(Value::String(t)) = part.get("refusal") {
+                    self.text(t);
+                }
+            }
+            Some("image_url" | "input_image" | "image") => {
+                self.estimated = true;
+                self.fixed(self.image_tokens);
+            }
+            // Audio and files are tokenized by the model from data the edge cannot measure.
+            _ => {
+                self.estimated = true;
+                if let Some(Value::String(t)) = part.get("text") {
+                    self.text(t);
+                }
+            }
+        }
+    }
+
+    /// `prompt` of completions and `input` of embeddings: a string, strings, or token arrays.
+    fn plain_input(&mut self, input: Option<&Value>) {
+        match input {
+            Some(Value::String(s)) => self.text(s),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    match item {
+                        Value::String(s) => self.text(s),
+                        Value::Number(_) => self.fixed(1),
+                        Value::Array(tokens) => self.fixed(tokens.len() as u64),
+                        other => self.json(other),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn responses_item(&mut self, item: &Value) {
+        let Value::Object(fields) = item else {
+            self.json(item);
+            return;
+        };
+        let kind = fields.get("type").and_then(Value::as_str);
+        if fields.contains_key("role") && matches!(kind, None | Some("message")) {
+            self.fixed(TOKENS_PER_MESSAGE);
+            if let Some(Value::String(role)) = fields.get("role") {
+                self.text(role);
+            }
+            match fields.get("content") {
+                Some(Value::String(s)) => self.text(s),
+                Some(Value::Array(parts)) => parts.iter().for_each(|p| self.content_part(p)),
+                _ => {}
+            }
+            return;
+        }
+        match kind {
+            Some("function_call") => self.function_call(Some(fields)),
+            Some("function_call_output") => {
+                self.fixed(TOKENS_PER_MESSAGE);
+                match fields.get("output") {
+                    Some(Value::String(s)) => self.text(s),
+                    Some(Value::Array(parts)) => parts.iter().for_each(|p| self.content_part(p)),
+                    _ => {}
+                }
+            }
+            _ => {
+                if let Some(Value::String(t)) = fields.get("text") {
+                    self.text(t);
+                }
+            }
+        }
+    }
+
+    /// OpenAI cookbook `num_tokens_for_tools`: per function its name and description, per
+    /// parameter its name, type, description and enum values, with the cookbook's constants for
+    /// the encoding's model family. Nested schemas (not covered by the cookbook) count as JSON.
+    fn tool_definitions(&mut self, tools: Option<&Value>) {
+        let Some(Value::Array(tools)) = tools else { return };
+        if tools.is_empty() {
+            return;
+        }
+        self.estimated = true;
+        let k = ToolConstants::for_encoding(self.tokenizer.encoding());
+        let mut framing: i64 = 0;
+        for tool in tools {
+            let function = tool.get("function").unwrap_or(tool);
+            let Some(name) = function.get("name").and_then(Value::as_str) else {
+                // Built-in tools (web search, file search, ...): their prompt is the provider's.
+                continue;
+            };
+            framing += k.func_init;
+            let description = str_field(function, "description");
+            self.text(&format!("{name}:{}", trim_period(description)));
+            let properties = function
+                .get("parameters")
+                .and_then(|p| p.get("properties"))
+                .and_then(Value::as_object);
+            let Some(properties) = properties.filter(|p| !p.is_empty()) else { continue };
+            framing += k.prop_init;
+            for (key, property) in properties {
+                framing += k.prop_key;
+                if let Some(Value::Array(values)) = property.get("enum") {
+                    framing += k.enum_init;
+                    for value in values {
+                        framing += k.enum_item;
+                        match value {
+                            Value::String(s) => self.text(s),
+                            other => self.text(&other.to_string()),
+                        }
+                    }
+                }
+                let kind = match property.get("type") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                let description = trim_period(str_field(property, "description"));
+                self.text(&format!("{key}:{kind}:{description}"));
+                for nested in ["properties", "items"] {
+                    if let Some(schema) = property.get(nested) {
+                        self.json(schema);
+                    }
+                }
+            }
+        }
+        framing += k.func_end;
+        self.fixed(u64::try_from(framing).unwrap_or(0));
+    }
+
+    /// A structured-output schema: sent to the model as JSON text.
+    fn response_format(&mut self, schema: Option<&Value>) {
+        if let Some(schema) = schema {
+            self.json(schema);
+        }
+    }
+}
+
+/// The cookbook's per-family constants for tool definitions.
+struct ToolConstants {
+    func_init: i64,
+    prop_init: i64,
+    prop_key: i64,
+    enum_init: i64,
+    enum_item: i64,
+    func_end: i64,
+}
+
+impl ToolConstants {
+    fn for_encoding(encoding: Encoding) -> ToolConstants {
+        let func_init = match encoding {
+            Encoding::O200kBase => 7,
+            Encoding::Cl100kBase => 10,
+        };
+        ToolConstants { func_init, prop_init: 3, prop_key: 3, enum_init: -3, enum_item: 3, func_end: 12 }
+    }
+}
+
+fn str_field<'v>(value: &'v Value, field: &str) -> &'v str {
+    value.get(field).and_then(Value::as_str).unwrap_or("")
+}
+
+fn trim_period(s: &str) -> &str {
+    s.strip_suffix('.').unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::request::classify;
+    use serde_json::json;
+
+    fn count_with(body: Value, limit: u64) -> PromptCount {
+        let req = classify(&body, None).unwrap().unwrap();
+        let enc = match req.model {
+            Some(m) if m.starts_with("gpt-4o") || m.starts_with("o") => Encoding::O200kBase,
+            Some(m) if m.starts_with("gpt-") || m.starts_with("text-") => Encoding::Cl100kBase,
+            _ => Encoding::O200kBase,
+        };
+        count_prompt(&req, Tokenizer::shared(enc).unwrap(), limit, 765)
+    }
+
+    fn count(body: Value) -> PromptCount {
+        count_with(body, u64::MAX)
+    }
+
+    fn tokens(enc: Encoding, text: &str) -> u64 {
+        Tokenizer::shared(enc).unwrap().count(text)
+    }
+
+    #[test]
+    fn chat_rule_matches_the_cookbook() {
+        let c = count(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello, world!"}]}));
+        assert_eq!((c.tokens, c.exactness), (11, Exactness::Exact));
+        let c = count(json!({"model": "gpt-4", "messages": [{"role": "user", "content": "Hello, world!"}]}));
+        assert_eq!(c.tokens, 11);
+        let c = count(json!({"model": "gpt-4o", "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Hello, world!"}]}));
+        assert_eq!(c.tokens, 21);
+        // The cookbook's own example conversation: 129 tokens for gpt-4o / gpt-4 family models.
+        let cookbook = json!([
+            {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
+            {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
+            {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
+            {"role": "system", "name": "example_user", "content": "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."},
+            {"role": "system", "name": "example_assistant", "content": "Let's talk later when we're less busy about how to do better."},
+            {"role": "user", "content": "This late pivot means we don't have time to boil the ocean for the client deliverable."},
+        ]);
+        assert_eq!(count(json!({"model": "gpt-4o", "messages": cookbook})).tokens, 124);
+        assert_eq!(count(json!({"model": "gpt-4", "messages": cookbook})).tokens, 129);
+    }
+
+    #[test]
+    fn content_parts_and_images() {
+        let enc = Encoding::O200kBase;
+        let c = count(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is in this image?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}));
+        assert_eq!(c.tokens, 3 + 1 + tokens(enc, "What is in this image?") + 765 + 3);
+        assert_eq!(c.exactness, Exactness::Estimated);
+        // Text parts alone are exact.
+        let c = count(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Hello, world!"}]}]}));
+        assert_eq!((c.tokens, c.exactness), (11, Exactness::Exact));
+    }
+
+    #[test]
+    fn tool_calls_and_definitions_are_estimated() {
+        let enc = Encoding::O200kBase;
+        let c = count(json!({"model": "gpt-4o", "messages": [
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+              "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]}));
+        let expected = 3 + tokens(enc, "assistant") + tokens(enc, "get_weather") + tokens(enc, "{\"city\":\"Paris\"}")
+            + 3 + tokens(enc, "tool") + tokens(enc, "call_1") + tokens(enc, "sunny") + 3;
+        assert_eq!((c.tokens, c.exactness), (expected, Exactness::Estimated));
+
+        let tools = json!([{"type": "function", "function": {"name": "get_weather",
+            "description": "Get the weather.", "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "description": "City name."},
+                "unit": {"type": "string", "description": "Unit", "enum": ["c", "f"]}}}}}]);
+        let base = count(json!({"model": "gpt-4o", "messages": []})).tokens;
+        let c = count(json!({"model": "gpt-4o", "messages": [], "tools": tools}));
+        let expected = base + 7 + tokens(enc, "get_weather:Get the weather") + 3
+            + 3 + tokens(enc, "city:string:City name")
+            + 3 - 3 + 3 + tokens(enc, "c") + 3 + tokens(enc, "f") + tokens(enc, "unit:string:Unit") + 12;
+        assert_eq!((c.tokens, c.exactness), (expected, Exactness::Estimated));
+    }
+
+    #[test]
+    fn response_format_schema_counts_as_json() {
+        let enc = Encoding::O200kBase;
+        let schema = json!({"name": "x", "schema": {"type": "object"}});
+        let c = count(json!({"model": "gpt-4o", "messages": [], "response_format": {"type": "json_schema", "json_schema": schema}}));
+        assert_eq!(c.tokens, 3 + tokens(enc, &schema.to_string()));
+        assert_eq!(c.exactness, Exactness::Estimated);
+    }
+
+    #[test]
+    fn completions_and_embeddings_forms() {
+        let enc = Encoding::Cl100kBase;
+        assert_eq!(count(json!({"model": "gpt-3.5-turbo-instruct", "prompt": [[1, 2, 3], [4, 5]]})).tokens, 5);
+        assert_eq!(count(json!({"model": "gpt-3.5-turbo-instruct", "prompt": [1, 2, 3]})).tokens, 3);
+        assert_eq!(count(json!({"model": "gpt-3.5-turbo-instruct", "prompt": ["Hello, world!", "user"]})).tokens, 5);
+        assert_eq!(
+            count(json!({"model": "gpt-3.5-turbo-instruct", "prompt": "a", "suffix": "Hello, world!"})).tokens,
+            tokens(enc, "a") + 4
+        );
+        let c = count(json!({"model": "text-embedding-3-small", "input": "Hello, world!"}));
+        assert_eq!((c.tokens, c.exactness), (4, Exactness::Exact));
+        assert_eq!(count(json!({"model": "text-embedding-3-small", "input": ["Hello, world!", "Hello, world!"]})).tokens, 8);
+    }
+
+    #[test]
+    fn responses_api_counts_like_chat_and_says_estimated() {
+        let enc = Encoding::O200kBase;
+        let c = count(json!({"model": "gpt-4o", "instructions": "Be brief.", "input": "Hello, world!"}));
+        assert_eq!(c.tokens, 3 + 1 + tokens(enc, "Be brief.") + 3 + 1 + 4 + 3);
+        assert_eq!(c.exactness, Exactness::Estimated);
+        let c = count(json!({"model": "gpt-4o", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Hello, world!"}]},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "ok"}]}));
+        assert_eq!(c.tokens, 3 + 1 + 4 + tokens(enc, "f") + tokens(enc, "{}") + 3 + tokens(enc, "ok") + 3);
+    }
+
+    #[test]
+    fn special_token_text_counts_as_ordinary_text() {
+        let c = count(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "<|endoftext|>"}]}));
+        assert_eq!(c.tokens, 3 + 1 + tokens(Encoding::O200kBase, "<|endoftext|>") + 3);
+        assert!(c.tokens > 8);
+    }
+
+    #[test]
+    fn stops_counting_once_over_the_limit() {
+        let huge = "All work and no play makes Jack a dull boy. ".repeat(50_000);
+        let c = count_with(json!({"model": "gpt-4o", "messages": [
+            {"role": "user", "content": huge}, {"role": "user", "content": "more"}]}), 100);
+        assert!(c.over_limit && c.stopped_early);
+        assert!(c.tokens > 100 && c.tokens < 1000, "{}", c.tokens);
+        let c = count_with(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello, world!"}]}), 11);
+        assert_eq!((c.tokens, c.over_limit, c.stopped_early), (11, false, false));
+        let c = count_with(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello, world!"}]}), 10);
+        assert!(c.over_limit);
+    }
+}
