@@ -4,7 +4,8 @@
 //! silent default), and [`Config::from_json`] range-checks every value and resolves the model rules.
 //! Every default and every bound lives in this file.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::tokenize::Encoding;
@@ -12,6 +13,10 @@ use crate::tokenize::Encoding;
 /// Largest accepted token limit (prompt or output): far above any model's context, low enough
 /// that sums of limits never overflow.
 pub const MAX_TOKEN_LIMIT: u64 = 100_000_000;
+/// Largest accepted quota amount (tokens or requests per period).
+pub const MAX_QUOTA_AMOUNT: u64 = 1_000_000_000_000;
+/// Largest accepted `quota.max_tracked_keys`: each tracked key is one ~100-byte shared-data entry.
+pub const MAX_TRACKED_KEYS_LIMIT: u64 = 10_000_000;
 /// Largest accepted `max_body_bytes`: the filter buffers the whole JSON body before counting.
 pub const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -19,6 +24,8 @@ const DEFAULT_MAX_PROMPT_TOKENS: u64 = 128_000;
 const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 const DEFAULT_IMAGE_TOKENS: u64 = 765;
 const DEFAULT_KEY_HEADER: &str = "authorization";
+const DEFAULT_OUTPUT_RESERVATION: u64 = 256;
+const DEFAULT_MAX_TRACKED_KEYS: u64 = 100_000;
 
 /// Built-in model rules, tried after the operator's own rules. Order matters: `gpt-4o*` must be
 /// tried before `gpt-4*`.
@@ -79,6 +86,64 @@ pub struct RawConfig {
     pub api_key: Option<RawApiKey>,
     #[serde(default)]
     pub image_tokens: Option<u64>,
+    #[serde(default)]
+    pub routing: Option<RawRouting>,
+    #[serde(default)]
+    pub quota: Option<RawQuota>,
+}
+
+/// The `quota` object.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    #[serde(default, deserialize_with = "present")]
+    pub tokens_per_minute: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub tokens_per_day: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub requests_per_minute: Option<Option<u64>>,
+    #[serde(default)]
+    pub default_output_reservation: Option<u64>,
+    #[serde(default)]
+    pub overrides: HashMap<String, RawKeyLimits>,
+    #[serde(default)]
+    pub max_tracked_keys: Option<u64>,
+}
+
+/// The limits of a key in `quota.overrides`. An absent field inherits the default and `null`
+/// turns that limit off; hence the double option.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyLimits {
+    #[serde(default, deserialize_with = "present")]
+    pub tokens_per_minute: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub tokens_per_day: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub requests_per_minute: Option<Option<u64>>,
+}
+
+/// `Some(value)` for a field that is present, even as `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(d).map(Some)
+}
+
+/// The `routing` object: how Envoy may route on the counted size.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    #[serde(default)]
+    pub clear_route_cache: Option<bool>,
+    #[serde(default)]
+    pub classes: Vec<RawSizeClass>,
+}
+
+/// One entry of `routing.classes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSizeClass {
+    pub name: String,
+    pub max_tokens: u64,
 }
 
 /// One entry of `models`.
@@ -165,6 +230,58 @@ pub struct ApiKeyConfig {
     pub required: bool,
 }
 
+/// A named size class: requests needing at most `max_tokens` (prompt + reserved output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeClass {
+    pub name: String,
+    pub max_tokens: u64,
+}
+
+/// Token-aware routing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// Ask Envoy to match the route again after the filter set its headers (Envoy >= 1.33 no
+    /// longer does so by itself). Off by default: it costs a route lookup per request.
+    pub clear_route_cache: bool,
+    /// Ordered by strictly increasing `max_tokens`.
+    pub classes: Vec<SizeClass>,
+}
+
+impl Routing {
+    /// The first class that fits `tokens`; `None` above every class.
+    pub fn class_for(&self, tokens: u64) -> Option<&str> {
+        self.classes
+            .iter()
+            .find(|c| tokens <= c.max_tokens)
+            .map(|c| c.name.as_str())
+    }
+}
+
+/// The limits that apply to one key; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub requests_per_minute: Option<u64>,
+}
+
+/// Per-key token quotas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaConfig {
+    pub limits: KeyLimits,
+    /// Output tokens reserved when the request does not say how many it wants.
+    pub default_output_reservation: u64,
+    /// By key id.
+    pub overrides: HashMap<String, KeyLimits>,
+    pub max_tracked_keys: u32,
+}
+
+impl QuotaConfig {
+    pub fn limits_for(&self, key_id: &str) -> KeyLimits {
+        self.overrides.get(key_id).copied().unwrap_or(self.limits)
+    }
+}
+
 /// The validated configuration. Built once per VM in `on_configure`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -176,6 +293,9 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub api_key: ApiKeyConfig,
     pub image_tokens: u64,
+    pub routing: Routing,
+    /// `None`: no quotas.
+    pub quota: Option<QuotaConfig>,
 }
 
 impl Default for Config {
@@ -194,6 +314,8 @@ impl Default for Config {
                     required: false,
                 },
                 image_tokens: DEFAULT_IMAGE_TOKENS,
+                routing: Routing::default(),
+                quota: None,
             },
         }
     }
@@ -206,8 +328,16 @@ impl Config {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Config::try_from(RawConfig::default());
         }
-        let raw: RawConfig =
-            serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        // The path names the field even in type errors (`quota.tokens_per_minute: invalid type ...`).
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." | "" => ConfigError::Syntax(e.into_inner().to_string()),
+                _ => ConfigError::Syntax(format!("`{path}`: {}", e.into_inner())),
+            }
+        })?;
+        de.end().map_err(|e| ConfigError::Syntax(e.to_string()))?;
         Config::try_from(raw)
     }
 
@@ -304,6 +434,16 @@ impl TryFrom<RawConfig> for Config {
             },
         };
 
+        let routing = match raw.routing {
+            None => Routing::default(),
+            Some(r) => parse_routing(r)?,
+        };
+
+        let quota = match raw.quota {
+            None => None,
+            Some(q) => Some(parse_quota(q)?),
+        };
+
         Ok(Config {
             default_encoding,
             models,
@@ -312,8 +452,105 @@ impl TryFrom<RawConfig> for Config {
             max_body_bytes,
             api_key,
             image_tokens,
+            routing,
+            quota,
         })
     }
+}
+
+fn parse_quota(raw: RawQuota) -> Result<QuotaConfig, ConfigError> {
+    let defaults = RawKeyLimits {
+        tokens_per_minute: raw.tokens_per_minute,
+        tokens_per_day: raw.tokens_per_day,
+        requests_per_minute: raw.requests_per_minute,
+    };
+    let limits = key_limits("quota", &defaults, KeyLimits::default())?;
+    if limits == KeyLimits::default() {
+        return Err(ConfigError::InvalidValue {
+            field: "quota".to_owned(),
+            reason: "sets no limit: set tokens_per_minute, tokens_per_day or requests_per_minute".to_owned(),
+        });
+    }
+    let mut overrides = HashMap::with_capacity(raw.overrides.len());
+    for (key_id, raw_limits) in &raw.overrides {
+        let field = format!("quota.overrides.{key_id}");
+        let is_key_id = key_id.len() == 16 && key_id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !is_key_id {
+            return Err(ConfigError::InvalidValue {
+                field,
+                reason: "is not a key id: overrides are keyed by the first 16 hex characters of SHA-256 of the key (as in x-tokengate-key-id), never by the key itself".to_owned(),
+            });
+        }
+        overrides.insert(key_id.clone(), key_limits(&field, raw_limits, limits)?);
+    }
+    let output = raw.default_output_reservation;
+    Ok(QuotaConfig {
+        limits,
+        default_output_reservation: ranged(
+            "quota.default_output_reservation",
+            output,
+            DEFAULT_OUTPUT_RESERVATION,
+            0,
+            MAX_TOKEN_LIMIT,
+        )?,
+        overrides,
+        max_tracked_keys: u32::try_from(ranged(
+            "quota.max_tracked_keys",
+            raw.max_tracked_keys,
+            DEFAULT_MAX_TRACKED_KEYS,
+            1,
+            MAX_TRACKED_KEYS_LIMIT,
+        )?)
+        .unwrap_or(u32::MAX),
+    })
+}
+
+/// Resolves limits over `inherited`: absent fields inherit, `null` removes the limit.
+fn key_limits(prefix: &str, raw: &RawKeyLimits, inherited: KeyLimits) -> Result<KeyLimits, ConfigError> {
+    let one = |name: &str, value: Option<Option<u64>>, inherited: Option<u64>| match value {
+        None => Ok(inherited),
+        Some(None) => Ok(None),
+        Some(Some(v)) => ranged(&format!("{prefix}.{name}"), Some(v), v, 1, MAX_QUOTA_AMOUNT).map(Some),
+    };
+    Ok(KeyLimits {
+        tokens_per_minute: one("tokens_per_minute", raw.tokens_per_minute, inherited.tokens_per_minute)?,
+        tokens_per_day: one("tokens_per_day", raw.tokens_per_day, inherited.tokens_per_day)?,
+        requests_per_minute: one("requests_per_minute", raw.requests_per_minute, inherited.requests_per_minute)?,
+    })
+}
+
+fn parse_routing(raw: RawRouting) -> Result<Routing, ConfigError> {
+    let mut classes: Vec<SizeClass> = Vec::with_capacity(raw.classes.len());
+    for (i, class) in raw.classes.into_iter().enumerate() {
+        let invalid = |name: &str, reason: String| ConfigError::InvalidValue {
+            field: format!("routing.classes[{i}].{name}"),
+            reason,
+        };
+        // Routers match the value exactly; keep it to characters every router treats alike.
+        let valid_name = !class.name.is_empty()
+            && class.name.len() <= 64
+            && class.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid_name {
+            return Err(invalid(
+                "name",
+                format!("must be 1-64 characters of letters, digits, '-', '_' or '.', got {:?}", class.name),
+            ));
+        }
+        let max_tokens = ranged(&format!("routing.classes[{i}].max_tokens"), Some(class.max_tokens), 0, 1, MAX_TOKEN_LIMIT)?;
+        if let Some(prev) = classes.last() {
+            if max_tokens <= prev.max_tokens {
+                return Err(invalid(
+                    "max_tokens",
+                    format!("must be larger than the previous class's {} (classes are tried in order), got {max_tokens}", prev.max_tokens),
+                ));
+            }
+        }
+        if classes.iter().any(|c| c.name == class.name) {
+            return Err(invalid("name", format!("{:?} is used twice", class.name)));
+        }
+        classes.push(SizeClass { name: class.name, max_tokens });
+    }
+    Ok(Routing { clear_route_cache: raw.clear_route_cache.unwrap_or(false), classes })
 }
 
 fn parse_encoding(field: &str, name: &str) -> Result<Encoding, ConfigError> {
@@ -431,11 +668,72 @@ mod tests {
     #[test]
     fn rejects_unknown_fields_and_wrong_types() {
         assert!(err(r#"{"max_prompt_token": 5}"#).contains("unknown field `max_prompt_token`"));
-        assert!(err(r#"{"max_prompt_tokens": "lots"}"#).contains("invalid type"));
+        assert_eq!(
+            err(r#"{"max_prompt_tokens": "lots"}"#),
+            "invalid tokengate configuration: `max_prompt_tokens`: invalid type: string \"lots\", expected u64 at line 1 column 28"
+        );
+        assert!(err(r#"{"quota": {"overrides": {"0123456789abcdef": {"tokens_per_day": "x"}}}}"#)
+            .contains("`quota.overrides.0123456789abcdef.tokens_per_day`: invalid type"));
+        assert!(err(r#"{} trailing"#).contains("trailing characters"));
         assert!(err(r#"{"api_key": {"header": "x", "requird": true}}"#).contains("unknown field"));
         assert!(err(r#"{"models": [{"match": "a", "encodin": "x"}]}"#).contains("unknown field"));
         assert!(err("not json").contains("invalid tokengate configuration"));
         assert!(err(r#"{"max_prompt_tokens": -1}"#).contains("invalid"));
+    }
+
+    #[test]
+    fn routing_classes() {
+        let c = Config::from_json(br#"{"routing": {"clear_route_cache": true, "classes": [
+            {"name": "short", "max_tokens": 4096}, {"name": "long", "max_tokens": 131072}]}}"#)
+            .unwrap();
+        assert!(c.routing.clear_route_cache);
+        assert_eq!(c.routing.class_for(0), Some("short"));
+        assert_eq!(c.routing.class_for(4096), Some("short"));
+        assert_eq!(c.routing.class_for(4097), Some("long"));
+        assert_eq!(c.routing.class_for(131_073), None);
+        assert_eq!(Config::default().routing.class_for(1), None);
+        assert!(!Config::default().routing.clear_route_cache);
+        assert!(err(r#"{"routing": {"classes": [{"name": "a", "max_tokens": 10}, {"name": "b", "max_tokens": 10}]}}"#)
+            .contains("`routing.classes[1].max_tokens` must be larger than the previous class's 10"));
+        assert!(err(r#"{"routing": {"classes": [{"name": "has space", "max_tokens": 10}]}}"#)
+            .contains("`routing.classes[0].name`"));
+        assert!(err(r#"{"routing": {"classes": [{"name": "a", "max_tokens": 0}]}}"#)
+            .contains("`routing.classes[0].max_tokens`"));
+        assert!(err(r#"{"routing": {"classes": [{"name": "a", "max_tokens": 1}, {"name": "a", "max_tokens": 2}]}}"#)
+            .contains("used twice"));
+        assert!(err(r#"{"routing": {"clear_route_cache": "yes"}}"#).contains("invalid type"));
+        assert!(err(r#"{"routing": {"classes": [{"name": "a"}]}}"#).contains("missing field `max_tokens`"));
+    }
+
+    #[test]
+    fn quota_with_overrides() {
+        let c = Config::from_json(br#"{"quota": {"tokens_per_minute": 100000, "requests_per_minute": 60,
+            "overrides": {"0123456789abcdef": {"tokens_per_minute": 500000, "requests_per_minute": null}}}}"#)
+            .unwrap();
+        let q = c.quota.unwrap();
+        assert_eq!(q.default_output_reservation, 256);
+        assert_eq!(q.max_tracked_keys, 100_000);
+        assert_eq!(
+            q.limits_for("ffffffffffffffff"),
+            KeyLimits { tokens_per_minute: Some(100_000), tokens_per_day: None, requests_per_minute: Some(60) }
+        );
+        assert_eq!(
+            q.limits_for("0123456789abcdef"),
+            KeyLimits { tokens_per_minute: Some(500_000), tokens_per_day: None, requests_per_minute: None }
+        );
+        assert!(Config::default().quota.is_none());
+    }
+
+    #[test]
+    fn quota_errors() {
+        assert!(err(r#"{"quota": {}}"#).contains("`quota` sets no limit"));
+        assert!(err(r#"{"quota": {"tokens_per_minute": 0}}"#).contains("`quota.tokens_per_minute` must be between"));
+        assert!(err(r#"{"quota": {"tokens_per_minute": 10, "overrides": {"sk-live-123": {}}}}"#)
+            .contains("is not a key id"));
+        assert!(err(r#"{"quota": {"tokens_per_minute": 10, "max_tracked_keys": 0}}"#).contains("`quota.max_tracked_keys`"));
+        assert!(err(r#"{"quota": {"tokens_per_minut": 10}}"#).contains("unknown field"));
+        assert!(err(r#"{"quota": {"tokens_per_minute": 10, "overrides": {"0123456789abcdef": {"tokens_per_mnute": 1}}}}"#)
+            .contains("unknown field"));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, QuotaConfig};
 use crate::key::{key_from_header, key_id};
 use crate::reject::{ErrorCode, Rejection};
 use crate::request::{classify, count_prompt, Api, Exactness, MaxOutput};
+use crate::quota::bucket::Refusal;
+use crate::quota::{self, KeyName, QuotaError, Quotas, Snapshot, Store};
 use crate::tokenize::{Encoding, Tokenizer, TokenizerError};
 
 /// What the request headers say, as far as the gate cares.
@@ -186,6 +188,88 @@ pub fn decide_body(
         stream: request.stream,
         include_usage: request.include_usage,
     }))
+}
+
+/// Output tokens to reserve and route for: what the request asked for, else the quota's default.
+pub fn reserved_output(config: &Config, admission: &Admission) -> u64 {
+    match admission.max_output {
+        Some(asked) => asked.tokens,
+        None => config.quota.as_ref().map_or(0, |q| q.default_output_reservation),
+    }
+}
+
+/// The quota's answer for a counted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaDecision {
+    /// `reserved_tokens` were taken from the key's buckets.
+    Admitted { reserved_tokens: u64, snapshot: Snapshot, evicted: bool },
+    Refused(Rejection),
+}
+
+/// Reserves the prompt and the expected output from `key`'s buckets at `now_ns`.
+pub fn admit_quota(
+    quota: &QuotaConfig,
+    store: &dyn Store,
+    key: &KeyName,
+    now_ns: u64,
+    prompt_tokens: u64,
+    output_tokens: u64,
+) -> Result<QuotaDecision, QuotaError> {
+    let reserved_tokens = prompt_tokens.saturating_add(output_tokens);
+    let mut evicted = false;
+    match Quotas::new(quota).admit(store, key, now_ns, reserved_tokens, &mut evicted)? {
+        quota::Admission::Admitted(snapshot) => Ok(QuotaDecision::Admitted { reserved_tokens, snapshot, evicted }),
+        quota::Admission::Refused { kind, refusal, limit, requested, snapshot } => {
+            let who = match key {
+                KeyName::Id(id) => format!("key {id}"),
+                KeyName::Anonymous => "requests without an API key".to_owned(),
+            };
+            let limit_name = kind.describe();
+            let mut headers = quota::ratelimit_headers(&snapshot);
+            let message = match refusal {
+                Refusal::Wait { wait_ns, used } => {
+                    headers.extend(quota::retry_headers(wait_ns));
+                    format!(
+                        "Rate limit reached for {who} on {limit_name}: Limit {limit}, Used {used}, Requested {requested}. Please try again in {}.",
+                        quota::format_duration(wait_ns)
+                    )
+                }
+                Refusal::NeverFits => format!(
+                    "Request too large for {who} on {limit_name}: Limit {limit}, Requested {requested}. It can never fit: the input or output tokens must be reduced in order to run successfully."
+                ),
+            };
+            let mut rejection = Rejection::new(ErrorCode::RateLimitExceeded, None, message);
+            rejection.error_type = kind.error_type();
+            rejection.headers = headers;
+            Ok(QuotaDecision::Refused(rejection))
+        }
+    }
+}
+
+/// How a reservation ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settlement {
+    /// Tokens the request really cost.
+    pub actual_tokens: u64,
+    /// Output tokens in `actual_tokens`.
+    pub completion_tokens: u64,
+    /// The backend reported its usage (otherwise `actual_tokens` is tokengate's own estimate).
+    pub usage_reported: bool,
+}
+
+/// What a reservation really cost: the backend's usage when it reports one; nothing when the
+/// backend failed without reporting (the prompt stays charged only if the backend says it used
+/// it); else the counted prompt plus the output counted from what was streamed or returned.
+pub fn settlement(prompt_tokens: u64, usage: Option<crate::response::Usage>, backend_failed: bool, estimated_output: u64) -> Settlement {
+    match usage {
+        Some(u) => Settlement { actual_tokens: u.total(), completion_tokens: u.completion_tokens, usage_reported: true },
+        None if backend_failed => Settlement { actual_tokens: 0, completion_tokens: 0, usage_reported: false },
+        None => Settlement {
+            actual_tokens: prompt_tokens.saturating_add(estimated_output),
+            completion_tokens: estimated_output,
+            usage_reported: false,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 pub mod config;
 pub mod gate;
 pub mod key;
+pub mod quota;
 pub mod reject;
 pub mod request;
+pub mod response;
 pub mod tokenize;
 
 #[cfg(target_arch = "wasm32")]

@@ -12,16 +12,18 @@ pub enum ErrorCode {
     RequestTooLarge,
     InvalidJson,
     MissingApiKey,
+    RateLimitExceeded,
 }
 
 impl ErrorCode {
     /// All codes, for defining one counter each.
-    pub const ALL: [ErrorCode; 5] = [
+    pub const ALL: [ErrorCode; 6] = [
         ErrorCode::ContextLengthExceeded,
         ErrorCode::InvalidValue,
         ErrorCode::RequestTooLarge,
         ErrorCode::InvalidJson,
         ErrorCode::MissingApiKey,
+        ErrorCode::RateLimitExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,6 +33,7 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::MissingApiKey => "missing_api_key",
+            ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
         }
     }
 
@@ -39,13 +42,7 @@ impl ErrorCode {
             ErrorCode::ContextLengthExceeded | ErrorCode::InvalidValue | ErrorCode::InvalidJson => 400,
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::MissingApiKey => 401,
-        }
-    }
-
-    fn error_type(self) -> &'static str {
-        match self {
-            ErrorCode::MissingApiKey => "authentication_error",
-            _ => "invalid_request_error",
+            ErrorCode::RateLimitExceeded => 429,
         }
     }
 }
@@ -57,11 +54,16 @@ pub struct Rejection {
     /// The request field at fault, when there is one.
     pub param: Option<&'static str>,
     pub message: String,
+    /// OpenAI's `error.type`: `invalid_request_error` (a missing key included, as OpenAI does),
+    /// or `tokens`/`requests` for rate limits.
+    pub error_type: &'static str,
+    /// Extra response headers (`retry-after`, `x-ratelimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Rejection {
     pub fn new(code: ErrorCode, param: Option<&'static str>, message: String) -> Rejection {
-        Rejection { code, param, message }
+        Rejection { code, param, message, error_type: "invalid_request_error", headers: Vec::new() }
     }
 
     pub fn status(&self) -> u16 {
@@ -72,7 +74,7 @@ impl Rejection {
     pub fn body(&self) -> String {
         json!({"error": {
             "message": self.message,
-            "type": self.code.error_type(),
+            "type": self.error_type,
             "param": self.param,
             "code": self.code.as_str(),
         }})
@@ -97,6 +99,7 @@ mod tests {
         let r = Rejection::new(ErrorCode::MissingApiKey, None, "no key".into());
         let v: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
         assert_eq!(v["error"]["param"], serde_json::Value::Null);
+        assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(r.status(), 401);
     }
 }

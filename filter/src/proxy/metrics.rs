@@ -17,6 +17,18 @@ pub(crate) struct Metrics {
     pub prompt_tokens: u32,
     /// Histogram of microseconds spent parsing and counting a body.
     pub tokenize_us: u32,
+    pub completion_tokens_total: u32,
+    pub cached_prompt_tokens_total: u32,
+    pub refunded_tokens_total: u32,
+    /// Successful responses that reported no usage (the estimate was charged).
+    pub usage_missing: u32,
+    /// Histogram of |backend's prompt tokens - tokengate's count|.
+    pub prompt_drift_tokens: u32,
+    /// Responses whose backend counted fewer prompt tokens than tokengate.
+    pub prompt_drift_negative: u32,
+    pub quota_evictions: u32,
+    /// Quota operations that failed (the request was admitted unmetered).
+    pub quota_errors: u32,
 }
 
 impl Metrics {
@@ -35,6 +47,14 @@ impl Metrics {
             rejected,
             prompt_tokens: histogram("tokengate.prompt_tokens")?,
             tokenize_us: histogram("tokengate.tokenize_us")?,
+            completion_tokens_total: counter("tokengate.completion_tokens_total")?,
+            cached_prompt_tokens_total: counter("tokengate.cached_prompt_tokens_total")?,
+            refunded_tokens_total: counter("tokengate.refunded_tokens_total")?,
+            usage_missing: counter("tokengate.usage_missing_total")?,
+            prompt_drift_tokens: histogram("tokengate.prompt_drift_tokens")?,
+            prompt_drift_negative: counter("tokengate.prompt_drift_negative_total")?,
+            quota_evictions: counter("tokengate.quota_evictions_total")?,
+            quota_errors: counter("tokengate.quota_errors_total")?,
         })
     }
 

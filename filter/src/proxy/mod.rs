@@ -3,6 +3,7 @@
 
 mod http;
 mod metrics;
+mod store;
 
 use std::rc::Rc;
 

@@ -150,6 +150,40 @@ pub fn classify<'a>(body: &'a Value, path: Option<&str>) -> Result<Option<LlmReq
     Ok(Some(LlmRequest { api, model, max_output, stream, include_usage, body: obj }))
 }
 
+/// The body with `stream_options.include_usage: true`, so a stream reports its usage.
+/// Without `stream_options` in the body, the field is inserted and every other byte kept;
+/// otherwise the body is re-serialized. `None`: not a JSON object.
+pub fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
+    const FIELD: &[u8] = br#""stream_options":{"include_usage":true}"#;
+    let open = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    if body.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mentions_options = body.windows(b"\"stream_options\"".len()).any(|w| w == b"\"stream_options\"");
+    if !mentions_options {
+        let (head, rest) = body.split_at(open + 1);
+        let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+        let mut out = Vec::with_capacity(body.len() + FIELD.len() + 1);
+        out.extend_from_slice(head);
+        out.extend_from_slice(FIELD);
+        if !empty {
+            out.push(b',');
+        }
+        out.extend_from_slice(rest);
+        return Some(out);
+    }
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let options = value
+        .as_object_mut()?
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    options.as_object_mut()?.insert("include_usage".to_owned(), Value::Bool(true));
+    serde_json::to_vec(&value).ok()
+}
+
 fn invalid(param: &'static str, reason: &'static str) -> RequestError {
     RequestError::InvalidField { param, reason }
 }
@@ -227,6 +261,28 @@ mod tests {
         assert_eq!(r.max_output, Some(MaxOutput { field: "max_output_tokens", tokens: 7 }));
         let body = json!({"messages": [], "max_tokens": null});
         assert_eq!(classify(&body, None).unwrap().unwrap().max_output, None);
+    }
+
+    #[test]
+    fn injects_include_usage() {
+        let body = br#" {"model":"gpt-4o","stream":true,"messages":[]}"#;
+        let out = with_include_usage(body).unwrap();
+        assert_eq!(out, br#" {"stream_options":{"include_usage":true},"model":"gpt-4o","stream":true,"messages":[]}"#);
+        assert_eq!(with_include_usage(b"{ }").unwrap(), br#"{"stream_options":{"include_usage":true} }"#);
+        let v: Value = serde_json::from_slice(
+            &with_include_usage(br#"{"stream":true,"stream_options":{"include_usage":false,"x":1}}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["stream_options"], json!({"include_usage": true, "x": 1}));
+        let v: Value = serde_json::from_slice(&with_include_usage(br#"{"stream_options":null}"#).unwrap()).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], json!(true));
+        assert_eq!(with_include_usage(b"[1]"), None);
+        // A value that mentions the name without being the field still yields valid JSON.
+        let v: Value = serde_json::from_slice(
+            &with_include_usage(br#"{"messages":[{"role":"user","content":"\"stream_options\""}]}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], json!(true));
     }
 
     #[test]

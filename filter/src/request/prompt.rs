@@ -42,11 +42,13 @@ pub struct PromptCount {
     pub exactness: Exactness,
 }
 
-/// Counts the prompt of `request` with `tokenizer`, stopping once `limit` is passed.
+/// Counts the prompt of `request` with `tokenizer`. Counting goes on to twice `limit`, so a
+/// prompt a little over the limit gets its exact size in the error, and stops there, so a huge
+/// prompt costs about twice the limit, not its length.
 pub fn count_prompt(request: &LlmRequest<'_>, tokenizer: &Tokenizer, limit: u64, image_tokens: u64) -> PromptCount {
     let mut c = Counter {
         tokenizer,
-        limit,
+        limit: limit.saturating_mul(2),
         image_tokens,
         total: 0,
         stopped: false,
@@ -66,6 +68,10 @@ pub fn count_prompt(request: &LlmRequest<'_>, tokenizer: &Tokenizer, limit: u64,
             c.tool_definitions(body.get("tools"));
             c.tool_definitions(body.get("functions"));
             if let Some(Value::Object(format)) = body.get("response_format") {
+                // JSON modes steer the model with text the edge does not see.
+                if format.get("type").and_then(Value::as_str) != Some("text") {
+                    c.estimated = true;
+                }
                 c.response_format(format.get("json_schema"));
             }
         }
@@ -114,6 +120,7 @@ pub fn count_prompt(request: &LlmRequest<'_>, tokenizer: &Tokenizer, limit: u64,
 
 struct Counter<'t> {
     tokenizer: &'t Tokenizer,
+    /// Where counting stops (twice the admission limit).
     limit: u64,
     image_tokens: u64,
     total: u64,
@@ -471,6 +478,16 @@ mod tests {
     }
 
     #[test]
+    fn json_mode_is_estimated() {
+        let c = count(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello, world!"}],
+                             "response_format": {"type": "json_object"}}));
+        assert_eq!((c.tokens, c.exactness), (11, Exactness::Estimated));
+        let c = count(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello, world!"}],
+                             "response_format": {"type": "text"}}));
+        assert_eq!((c.tokens, c.exactness), (11, Exactness::Exact));
+    }
+
+    #[test]
     fn completions_and_embeddings_forms() {
         let enc = Encoding::Cl100kBase;
         assert_eq!(count(json!({"model": "gpt-3.5-turbo-instruct", "prompt": [[1, 2, 3], [4, 5]]})).tokens, 5);
@@ -511,10 +528,14 @@ mod tests {
         let c = count_with(json!({"model": "gpt-4o", "messages": [
             {"role": "user", "content": huge}, {"role": "user", "content": "more"}]}), 100);
         assert!(c.over_limit && c.stopped_early);
-        assert!(c.tokens > 100 && c.tokens < 1000, "{}", c.tokens);
+        assert!(c.tokens > 200 && c.tokens < 1300, "{}", c.tokens);
         let c = count_with(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello, world!"}]}), 11);
         assert_eq!((c.tokens, c.over_limit, c.stopped_early), (11, false, false));
         let c = count_with(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello, world!"}]}), 10);
         assert!(c.over_limit);
+        // A prompt less than twice over the limit is counted to the end: the error can say how long it is.
+        let seven = json!({"model": "gpt-4o", "messages": vec![json!({"role": "user", "content": "Hello, world!"}); 7]});
+        let c = count_with(seven, 50);
+        assert_eq!((c.tokens, c.over_limit, c.stopped_early), (59, true, false));
     }
 }
