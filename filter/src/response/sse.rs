@@ -129,18 +129,16 @@ impl Verdict {
     }
 }
 
-/// The event without its top-level `"usage":null` member, every other byte kept; `None` when
+/// The event without its top-level `"usage": null` member, every other byte kept; `None` when
 /// that cannot be done by removing the member's text (checked by parsing the result).
 fn without_null_usage(event: &[u8], value: &Value) -> Option<Vec<u8>> {
-    const MEMBER: &[u8] = b"\"usage\":null";
-    let at = event.windows(MEMBER.len()).rposition(|w| w == MEMBER)?;
-    let end = at + MEMBER.len();
-    let (start, end) = if at > 0 && event.get(at - 1) == Some(&b',') {
-        (at - 1, end)
-    } else if event.get(end) == Some(&b',') {
-        (at, end + 1)
-    } else {
-        (at, end)
+    let (at, end) = last_null_usage_member(event)?;
+    let before = event.get(..at)?.iter().rposition(|b| !b.is_ascii_whitespace());
+    let after = event.get(end..)?.iter().position(|b| !b.is_ascii_whitespace()).map(|i| end + i);
+    let (start, end) = match (before.map(|i| (i, event[i])), after.map(|i| (i, event[i]))) {
+        (Some((comma, b',')), _) => (comma, end),
+        (_, Some((comma, b','))) => (at, comma + 1),
+        _ => (at, end),
     };
     let mut rewritten = Vec::with_capacity(event.len());
     rewritten.extend_from_slice(event.get(..start)?);
@@ -148,6 +146,28 @@ fn without_null_usage(event: &[u8], value: &Value) -> Option<Vec<u8>> {
     let mut expected = value.clone();
     expected.as_object_mut()?.remove("usage");
     (event_json(&rewritten)? == expected).then_some(rewritten)
+}
+
+/// The span of the last `"usage" : null` in `event` (any spacing).
+fn last_null_usage_member(event: &[u8]) -> Option<(usize, usize)> {
+    const NAME: &[u8] = b"\"usage\"";
+    let skip_ws = |mut i: usize| {
+        while event.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    (0..event.len()).rev().find_map(|at| {
+        if !event.get(at..)?.starts_with(NAME) {
+            return None;
+        }
+        let colon = skip_ws(at + NAME.len());
+        if event.get(colon) != Some(&b':') {
+            return None;
+        }
+        let value = skip_ws(colon + 1);
+        event.get(value..)?.starts_with(b"null").then_some((at, value + 4))
+    })
 }
 
 /// Splits off the first complete event (with its terminating blank line).
@@ -256,6 +276,10 @@ mod tests {
             let mut s = SseScanner::new(tok(), true);
             assert_eq!(run(&mut s, stream, size), expected, "chunk size {size}");
         }
+        // Any spacing, as Python's json.dumps writes it.
+        let spaced = "data: {\"choices\": [{\"delta\": {\"content\": \"Hi\"}}], \"usage\": null}\n\n";
+        let mut s = SseScanner::new(tok(), true);
+        assert_eq!(run(&mut s, spaced, 3), "data: {\"choices\": [{\"delta\": {\"content\": \"Hi\"}}]}\n\n");
         // Not rewriting: byte-identical.
         let mut s = SseScanner::new(tok(), false);
         assert_eq!(run(&mut s, stream, 5), stream);
