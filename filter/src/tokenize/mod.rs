@@ -1,17 +1,22 @@
-//! Token counting: the tiktoken encodings, built once per VM, with an exact early-exit count.
+//! Token counting: the tiktoken encodings cl100k_base and o200k_base, counted exactly (the same
+//! counts as tiktoken-rs, which is the test oracle) with an early exit at a limit.
 //!
-//! The runtime engine is tiktoken-rs behind [`Tokenizer`] for now; a compact, faster engine
-//! replaces it behind the same interface (issue 4). Text that looks like a special token
-//! (`<|endoftext|>`) is counted as ordinary text, as the API does for user content.
+//! The engine: a hand-written pre-tokenizer per encoding (`pretokenize`, the split patterns
+//! without a regex engine), one hash lookup per piece in a vocabulary table generated at build
+//! time (`vocab`, `layout`, `build.rs`) and tiktoken's byte-pair merge for the pieces that are
+//! not a single token (`bpe`, linear time and bounded memory for long pieces). The tables live in
+//! the module's data section: nothing is built when a VM starts. Text that looks like a special
+//! token (`<|endoftext|>`) is counted as ordinary text, as the API does for user content.
 
-mod segment;
+mod bpe;
+mod layout;
+mod pretokenize;
+mod unicode;
+mod vocab;
 
 use std::fmt;
-use std::sync::OnceLock;
 
-use tiktoken_rs::CoreBPE;
-
-pub use segment::segments;
+use vocab::Vocab;
 
 /// The tiktoken encodings tokengate counts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,14 +75,11 @@ pub enum Count {
     Over { counted: u64, complete: bool },
 }
 
-/// How many bytes of text are counted between two checks of the limit. Small enough that a
-/// prompt over the limit costs about the limit, large enough that the check is free.
-const SEGMENT_BYTES: usize = 1024;
-
 /// One encoding, ready to count.
 pub struct Tokenizer {
     encoding: Encoding,
-    bpe: CoreBPE,
+    vocab: &'static Vocab,
+    next_piece: fn(&[u8], usize) -> usize,
 }
 
 impl fmt::Debug for Tokenizer {
@@ -86,27 +88,41 @@ impl fmt::Debug for Tokenizer {
     }
 }
 
-impl Tokenizer {
-    /// Builds the encoding's tables (tiktoken-rs: ~100 ms and 17-30 MB per VM).
-    pub fn new(encoding: Encoding) -> Result<Tokenizer, TokenizerError> {
-        let built = match encoding {
-            Encoding::Cl100kBase => tiktoken_rs::cl100k_base(),
-            Encoding::O200kBase => tiktoken_rs::o200k_base(),
-        };
-        built
-            .map(|bpe| Tokenizer { encoding, bpe })
-            .map_err(|e| TokenizerError { encoding, reason: e.to_string() })
+#[inline(always)]
+fn count_with(vocab: &Vocab, t: &[u8], limit: u64, next_piece: impl Fn(&[u8], usize) -> usize) -> Count {
+    let mut scratch = bpe::Scratch::default();
+    let mut total = 0u64;
+    let mut i = 0;
+    while i < t.len() {
+        let e = next_piece(t, i);
+        let (n, finished) = bpe::count_piece(vocab, &mut scratch, t, i, e, limit.saturating_sub(total));
+        total += n;
+        if total > limit {
+            return Count::Over { counted: total, complete: finished && e == t.len() };
+        }
+        i = e;
     }
+    Count::Within(total)
+}
 
-    /// The process-wide (on wasm: VM-wide) tokenizer for `encoding`, built on first use.
-    pub fn shared(encoding: Encoding) -> Result<&'static Tokenizer, TokenizerError> {
-        static CL100K: OnceLock<Result<Tokenizer, TokenizerError>> = OnceLock::new();
-        static O200K: OnceLock<Result<Tokenizer, TokenizerError>> = OnceLock::new();
-        let cell = match encoding {
+static CL100K: Tokenizer =
+    Tokenizer { encoding: Encoding::Cl100kBase, vocab: &vocab::CL100K, next_piece: pretokenize::next_cl100k };
+static O200K: Tokenizer =
+    Tokenizer { encoding: Encoding::O200kBase, vocab: &vocab::O200K, next_piece: pretokenize::next_o200k };
+
+impl Tokenizer {
+    /// The tokenizer for `encoding`. Its tables are static data: this costs nothing and cannot
+    /// fail today; the `Result` keeps room for encodings whose data may be missing.
+    pub fn new(encoding: Encoding) -> Result<&'static Tokenizer, TokenizerError> {
+        Ok(match encoding {
             Encoding::Cl100kBase => &CL100K,
             Encoding::O200kBase => &O200K,
-        };
-        cell.get_or_init(|| Tokenizer::new(encoding)).as_ref().map_err(Clone::clone)
+        })
+    }
+
+    /// The process-wide (on wasm: VM-wide) tokenizer for `encoding`.
+    pub fn shared(encoding: Encoding) -> Result<&'static Tokenizer, TokenizerError> {
+        Tokenizer::new(encoding)
     }
 
     pub fn encoding(&self) -> Encoding {
@@ -115,94 +131,44 @@ impl Tokenizer {
 
     /// Exact token count of `text`.
     pub fn count(&self, text: &str) -> u64 {
-        self.bpe.count_ordinary(text) as u64
+        match self.count_until(text, u64::MAX) {
+            Count::Within(n) | Count::Over { counted: n, .. } => n,
+        }
     }
 
     /// Exact token count of `text` if it is at most `limit`; otherwise stops soon after the
-    /// limit is passed, so a huge text costs about `limit` tokens of work, not its length.
+    /// limit is passed (at the end of the piece that passed it, or inside a long piece), so a
+    /// huge text costs about `limit` tokens of work, not its length.
     pub fn count_until(&self, text: &str, limit: u64) -> Count {
-        self.count_segmented(text, limit, SEGMENT_BYTES)
+        // One loop per encoding, so the pre-tokenizer is inlined into it.
+        match self.encoding {
+            Encoding::Cl100kBase => count_with(self.vocab, text.as_bytes(), limit, pretokenize::next_cl100k),
+            Encoding::O200kBase => count_with(self.vocab, text.as_bytes(), limit, pretokenize::next_o200k),
+        }
     }
 
-    fn count_segmented(&self, text: &str, limit: u64, segment_bytes: usize) -> Count {
-        let mut total = 0u64;
-        let mut parts = segments(text, segment_bytes).peekable();
-        while let Some(part) = parts.next() {
-            total += self.count(part);
-            if total > limit {
-                return Count::Over { counted: total, complete: parts.peek().is_none() };
+    /// The pre-tokenizer's pieces of `text` (the split pattern's matches), for tests and tools.
+    pub fn pieces<'t>(&self, text: &'t str) -> impl Iterator<Item = &'t str> + 't {
+        let next = self.next_piece;
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            let t = text.as_bytes();
+            if i >= t.len() {
+                return None;
             }
-        }
-        Count::Within(total)
+            let e = next(t, i);
+            let piece = text.get(i..e);
+            i = e;
+            piece
+        })
+    }
+
+    /// Bytes of static tables behind this encoding: its hash table, plus the byte pool that
+    /// both encodings share.
+    pub fn table_bytes(&self) -> (usize, usize) {
+        (self.vocab.table_bytes(), Vocab::pool_bytes())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use super::*;
-    use proptest::prelude::*;
-
-    fn tok(enc: Encoding) -> &'static Tokenizer {
-        Tokenizer::shared(enc).unwrap()
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
-            assert_eq!(Encoding::from_name(enc.name()), Some(enc));
-        }
-        assert_eq!(Encoding::from_name("p50k_base"), None);
-    }
-
-    #[test]
-    fn known_counts() {
-        for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
-            let t = tok(enc);
-            assert_eq!(t.count(""), 0);
-            assert_eq!(t.count("Hello, world!"), 4);
-            assert_eq!(t.count("user"), 1);
-            // A special token in user text is ordinary text: several tokens, not one.
-            assert!(t.count("<|endoftext|>") > 1);
-        }
-    }
-
-    #[test]
-    fn early_exit_stops_near_the_limit() {
-        let t = tok(Encoding::O200kBase);
-        let text = "word ".repeat(200_000);
-        match t.count_until(&text, 1000) {
-            Count::Over { counted, complete } => {
-                assert!(counted > 1000 && counted < 1000 + 2 * SEGMENT_BYTES as u64, "{counted}");
-                assert!(!complete);
-            }
-            other => panic!("expected Over, got {other:?}"),
-        }
-        assert_eq!(t.count_until("Hello, world!", 4), Count::Within(4));
-        assert_eq!(t.count_until("Hello, world!", 3), Count::Over { counted: 4, complete: true });
-    }
-
-    /// Text biased toward the places where the split patterns are delicate.
-    fn tricky_text() -> impl Strategy<Value = String> {
-        let atoms = prop::sample::select(vec![
-            "a", "Z", "word", "Hello", "ſ", "é", "e\u{301}", "日本", "Ж", "ا", "1", "123", "4567",
-            " ", "  ", "\n", "\r\n", "\n\n", " \n", "\t", "\u{a0}", "\u{3000}", "/", "//", ".", "'s",
-            "'LL", "'re", "!", "(", "😀", "<|endoftext|>", "\u{200b}", "-", "_", "x/y", "\n/", "\n ",
-        ]);
-        prop::collection::vec(atoms, 0..60).prop_map(|v| v.concat())
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(3000))]
-        /// Counting in segments gives exactly the whole-text count, for both encodings, at any
-        /// segment size.
-        #[test]
-        fn segmented_count_is_exact(text in tricky_text(), seg in 1usize..48) {
-            for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
-                let t = tok(enc);
-                let whole = t.count(&text);
-                prop_assert_eq!(t.count_segmented(&text, u64::MAX, seg), Count::Within(whole));
-            }
-        }
-    }
-}
+mod tests;

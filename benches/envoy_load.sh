@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Envoy load comparison, all in one run on loopback: no filter, the no-op wasm filter
+# (benches/noop-filter: buffer + parse JSON + add header) and tokengate, with a 4 KB chat body.
+# Per configuration: time to /ready, req/s and latency (wrk, 1 worker), tokengate's tokenize_us p50,
+# and RSS per additional worker (concurrency 1 vs 5, idle after start). The backend is a second
+# Envoy answering with a direct response, so it is never the bottleneck.
+#
+# Usage: benches/envoy_load.sh [--duration 10s] [--connections 16] [--no-build]
+# Needs: wrk (apt-get install wrk), Envoy at .venv/bin/envoy (envoy/setup.sh) or $ENVOY.
+set -euo pipefail
+
+DURATION=10s
+CONNECTIONS=16
+BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) DURATION="$2"; shift 2 ;;
+    --connections) CONNECTIONS="$2"; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    *) echo "envoy_load.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+ENVOY="${ENVOY:-$ROOT/.venv/bin/envoy}"
+[ -x "$ENVOY" ] || ENVOY=/tmp/probe-venv/bin/envoy
+PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || PY=python3
+RUN="$ROOT/target/envoy-load"
+mkdir -p "$RUN"
+
+if [ "$BUILD" -eq 1 ]; then
+  cargo build --release --target wasm32-wasip1 -p tokengate
+  cargo build --release --target wasm32-wasip1 --manifest-path benches/noop-filter/Cargo.toml --target-dir target
+fi
+TOKENGATE_WASM="$ROOT/target/wasm32-wasip1/release/tokengate.wasm"
+NOOP_WASM="$ROOT/target/wasm32-wasip1/release/tokengate_noop.wasm"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The 4 KB chat body: English prose from the benches' sentences.
+"$PY" - "$RUN/chat.json" <<'PYEOF'
+import json, re, sys
+src = open("benches/src/lib.rs", encoding="utf-8").read()
+block = src[src.index("const SENTENCES"):src.index("];", src.index("const SENTENCES"))]
+sentences = [json.loads('"' + s + '"') for s in re.findall(r'^\s*"((?:[^"\\]|\\.)*)",\s*$', block, re.M)]
+text, i = "", 0
+while len(text.encode()) < 4000:
+    text += sentences[(i * 7) % len(sentences)] + (" " if i % 5 != 4 else "\n\n")
+    i += 1
+body = {"model": "gpt-4o", "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                                         {"role": "user", "content": text}]}
+open(sys.argv[1], "w").write(json.dumps(body))
+print(f"chat body: {len(json.dumps(body).encode())} bytes", file=sys.stderr)
+PYEOF
+cat > "$RUN/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = io.open("$RUN/chat.json"):read("*a")
+wrk.headers["content-type"] = "application/json"
+wrk.headers["authorization"] = "Bearer sk-load"
+LUA
+
+# Backend: Envoy answering every request itself.
+BACKEND_PORT=$(free_port); BACKEND_ADMIN=$(free_port)
+cat > "$RUN/backend.yaml" <<YAML
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND_ADMIN}}}
+static_resources:
+  listeners:
+  - address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND_PORT}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: backend
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                direct_response:
+                  status: 200
+                  body: {inline_string: '{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":900,"completion_tokens":1,"total_tokens":901}}'}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+YAML
+"$ENVOY" -c "$RUN/backend.yaml" --concurrency 2 --base-id "$BACKEND_ADMIN" --log-level error >"$RUN/backend.log" 2>&1 &
+pids+=("$!")
+
+# start_envoy NAME CONCURRENCY RENDER_ARGS... : starts Envoy and waits for /ready; sets ENVOY_PID,
+# PORT, ADMIN and READY_S (seconds from exec to ready).
+start_envoy() {
+  local name="$1" conc="$2"; shift 2
+  PORT=$(free_port); ADMIN=$(free_port)
+  "$PY" envoy/render_config.py --listen-port "$PORT" --admin-port "$ADMIN" --upstream "127.0.0.1:$BACKEND_PORT" \
+    --access-log /dev/null "$@" -o "$RUN/$name.yaml"
+  local t0; t0=$(date +%s.%N)
+  "$ENVOY" -c "$RUN/$name.yaml" --concurrency "$conc" --base-id "$ADMIN" --log-level error >"$RUN/$name.log" 2>&1 &
+  ENVOY_PID=$!
+  pids+=("$ENVOY_PID")
+  for _ in $(seq 1 3000); do
+    if curl -fs "http://127.0.0.1:$ADMIN/ready" >/dev/null 2>&1; then break; fi
+    kill -0 "$ENVOY_PID" 2>/dev/null || { cat "$RUN/$name.log" >&2; echo "Envoy ($name) exited" >&2; exit 1; }
+    sleep 0.01
+  done
+  READY_S=$(echo "$(date +%s.%N) - $t0" | bc)
+}
+
+stop_envoy() { kill "$ENVOY_PID" 2>/dev/null || true; wait "$ENVOY_PID" 2>/dev/null || true; }
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+args_for() {
+  case "$1" in
+    none) echo "--no-filter" ;;
+    noop) echo "--wasm $NOOP_WASM --filter-config {}" ;;
+    tokengate) echo "--wasm $TOKENGATE_WASM --filter-config {\"max_prompt_tokens\":100000}" ;;
+  esac
+}
+
+echo "| configuration | ready (s) | req/s | latency p50 | tokenize p50 (µs) | RSS 1 worker (MB) | extra RSS per worker (MB) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for name in none noop tokengate; do
+  # shellcheck disable=SC2046
+  start_envoy "$name" 5 $(args_for "$name")
+  sleep 1
+  rss5=$(rss_kb "$ENVOY_PID")
+  stop_envoy
+  # shellcheck disable=SC2046
+  start_envoy "$name" 1 $(args_for "$name")
+  ready=$READY_S
+  sleep 1
+  rss1=$(rss_kb "$ENVOY_PID")
+  check=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/v1/chat/completions" \
+    -H 'content-type: application/json' -H 'authorization: Bearer sk-load' --data-binary @"$RUN/chat.json")
+  [ "$check" = 200 ] || echo "warning: $name answered $check" >&2
+  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$RUN/post.lua" "http://127.0.0.1:$PORT/v1/chat/completions" \
+    >"$RUN/$name.wrk" 2>&1
+  rps=$(awk '/Requests\/sec/ {print $2}' "$RUN/$name.wrk")
+  p50=$(awk '$1 == "50%" {print $2}' "$RUN/$name.wrk")
+  tok="–"
+  if [ "$name" = tokengate ]; then
+    sleep 6  # stats_flush_interval: histograms are merged every 5 s
+    tok=$(curl -s "http://127.0.0.1:$ADMIN/stats?filter=tokenize_us" | grep -o 'P50([^,]*,[^)]*)' | head -1 \
+      | sed 's/P50(\([^,]*\),\([^)]*\))/\2/')
+  fi
+  stop_envoy
+  printf '| %s | %.2f | %s | %s | %s | %.0f | %.1f |\n' "$name" "$ready" "$rps" "$p50" "${tok:-?}" \
+    "$(echo "$rss1/1024" | bc -l)" "$(echo "($rss5-$rss1)/4/1024" | bc -l)"
+done

@@ -1,0 +1,43 @@
+//! Exports for timing the tokenizer inside wasm: `tg_alloc(len) -> ptr`, then write the text
+//! there and call `tg_count(encoding, ptr, len)` (0 = cl100k_base, 1 = o200k_base) or
+//! `tg_count_until(encoding, ptr, len, limit)` (the count, or u64::MAX when over the limit).
+//! `tg_memory_pages()` reports the size of linear memory.
+
+use tokengate::tokenize::{Count, Encoding, Tokenizer};
+
+fn tokenizer(encoding: u32) -> Option<&'static Tokenizer> {
+    let enc = if encoding == 0 { Encoding::Cl100kBase } else { Encoding::O200kBase };
+    Tokenizer::shared(enc).ok()
+}
+
+fn text<'a>(ptr: *const u8, len: usize) -> &'a str {
+    // SAFETY: the host wrote `len` bytes at `ptr`, a buffer it got from `tg_alloc`.
+    let bytes = unsafe { core::slice::from_raw_parts(ptr, len) };
+    core::str::from_utf8(bytes).unwrap_or("")
+}
+
+#[no_mangle]
+pub extern "C" fn tg_alloc(len: usize) -> *mut u8 {
+    let mut v = Vec::<u8>::with_capacity(len);
+    let p = v.as_mut_ptr();
+    core::mem::forget(v);
+    p
+}
+
+#[no_mangle]
+pub extern "C" fn tg_count(encoding: u32, ptr: *const u8, len: usize) -> u64 {
+    tokenizer(encoding).map_or(0, |t| t.count(text(ptr, len)))
+}
+
+#[no_mangle]
+pub extern "C" fn tg_count_until(encoding: u32, ptr: *const u8, len: usize, limit: u64) -> u64 {
+    match tokenizer(encoding).map(|t| t.count_until(text(ptr, len), limit)) {
+        Some(Count::Within(n)) => n,
+        _ => u64::MAX,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn tg_memory_pages() -> usize {
+    core::arch::wasm32::memory_size(0)
+}

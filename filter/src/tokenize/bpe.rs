@@ -1,0 +1,243 @@
+//! Counting the tokens of one piece exactly as tiktoken's byte-pair merge does: repeatedly merge
+//! the adjacent pair whose concatenation has the lowest rank, the leftmost on ties.
+//!
+//! - A piece in the vocabulary is one token (one lookup).
+//! - Short pieces: tiktoken's own array scan, on the stack.
+//! - Longer pieces: a heap of candidate merges over a linked list of parts.
+//! - Long pieces (past `WINDOW` bytes) are merged in overlapping windows, so time is linear and
+//!   memory bounded. Two properties of BPE make the stitching exact (proved in the `bpe` crate's
+//!   README, "Properties of BPE"): any run of consecutive tokens of an encoding is itself the
+//!   encoding of its text, and two encodings that share a token at the same place join into
+//!   the encoding of the union. So with the encoding of one window known, the next window starts
+//!   at one of its token boundaries a little before its end, and the two are joined at the first
+//!   token (same start, same end) both contain; what lies before it is final. If two windows
+//!   share no token (never seen with these vocabularies), the whole piece is merged at once.
+
+use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+
+use super::vocab::{Vocab, NONE};
+
+/// Pieces up to this many bytes use the array scan.
+const SMALL: usize = 24;
+/// Window length for long pieces, and how far before a window's end the next one starts.
+const WINDOW: usize = 512;
+const OVERLAP: usize = 48;
+
+/// Exact token count of `t[s..e]` (one pre-tokenizer piece). Stops once the count passes
+/// `budget`; the flag is false when it stopped before the end (the count is then a lower bound).
+#[inline(always)]
+pub fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
+    let n = e - s;
+    if n == 1 || v.rank(t, s, e) != NONE {
+        return (1, true);
+    }
+    count_merged(v, scratch, t, s, e, budget)
+}
+
+#[inline(never)]
+fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
+    let n = e - s;
+    if n <= SMALL {
+        (count_small(v, t, s, e), true)
+    } else if n <= WINDOW {
+        (scratch.0.merge(v, t, s, e, None) as u64, true)
+    } else {
+        count_long(v, &mut scratch.0, t, s, e, budget)
+    }
+}
+
+/// Reusable buffers for one count (empty, and free, until a piece needs a merge).
+#[derive(Default)]
+pub struct Scratch(Merger);
+
+/// tiktoken's `_byte_pair_merge` for short pieces: `pos` holds the part boundaries, `rank[k]`
+/// the rank of merging parts `k` and `k + 1`.
+fn count_small(v: &Vocab, t: &[u8], s: usize, e: usize) -> u64 {
+    let n = e - s;
+    let mut pos = [0u8; SMALL + 1];
+    let mut rank = [NONE; SMALL + 1];
+    for (k, p) in pos.iter_mut().enumerate().take(n + 1) {
+        *p = k as u8;
+    }
+    for (k, r) in rank.iter_mut().enumerate().take(n - 1) {
+        *r = v.pair_rank(t, s + k);
+    }
+    let mut parts = n;
+    loop {
+        let mut best = NONE;
+        let mut at = 0;
+        for (k, &r) in rank[..parts - 1].iter().enumerate() {
+            if r < best {
+                best = r;
+                at = k;
+            }
+        }
+        if best == NONE {
+            return parts as u64;
+        }
+        // Merge parts `at` and `at + 1`: drop boundary `at + 1`.
+        pos.copy_within(at + 2..=parts, at + 1);
+        rank.copy_within(at + 2..parts, at + 1);
+        parts -= 1;
+        let span = |k: usize| -> u32 {
+            if k + 2 <= parts {
+                v.rank(t, s + pos[k] as usize, s + pos[k + 2] as usize)
+            } else {
+                NONE
+            }
+        };
+        rank[at] = span(at);
+        if at > 0 {
+            rank[at - 1] = span(at - 1);
+        }
+    }
+}
+
+/// Scratch for the heap merge, indexed by byte offset in the merged span.
+#[derive(Default)]
+struct Merger {
+    /// End (exclusive) of the part starting here.
+    end: Vec<u32>,
+    /// Start of the part before the part starting here.
+    prev: Vec<u32>,
+    /// Rank of merging the part starting here with the next one, or `NONE`.
+    pair: Vec<u32>,
+    heap: BinaryHeap<Reverse<u64>>,
+}
+
+impl Merger {
+    /// Merges `t[s..e]`; returns the token count and, if `starts` is given, writes the token
+    /// start offsets (absolute) followed by `e`.
+    fn merge(&mut self, v: &Vocab, t: &[u8], s: usize, e: usize, starts: Option<&mut Vec<usize>>) -> usize {
+        let n = e - s;
+        self.end.clear();
+        self.prev.clear();
+        self.pair.clear();
+        self.heap.clear();
+        self.end.extend((1..=n).map(|k| k as u32));
+        self.prev.extend((0..n).map(|k| (k as u32).wrapping_sub(1)));
+        for k in 0..n {
+            let r = if k + 2 <= n { v.pair_rank(t, s + k) } else { NONE };
+            self.pair.push(r);
+            if r != NONE {
+                self.heap.push(Reverse(((r as u64) << 32) | k as u64));
+            }
+        }
+        let mut tokens = n;
+        while let Some(Reverse(top)) = self.heap.pop() {
+            let r = (top >> 32) as u32;
+            let left = (top & 0xffff_ffff) as usize;
+            if self.pair[left] != r {
+                continue; // stale: the pair changed since it was pushed
+            }
+            let right = self.end[left] as usize;
+            let right_end = self.end[right] as usize;
+            // Merge: the part at `left` now ends where `right` ended.
+            self.end[left] = right_end as u32;
+            self.pair[right] = NONE;
+            tokens -= 1;
+            if right_end < n {
+                self.prev[right_end] = left as u32;
+                let next_end = self.end[right_end] as usize;
+                self.set_pair(v, t, s, left, next_end);
+            } else {
+                self.pair[left] = NONE;
+            }
+            if left > 0 {
+                let p = self.prev[left] as usize;
+                self.set_pair(v, t, s, p, right_end);
+            }
+        }
+        if let Some(out) = starts {
+            out.clear();
+            let mut k = 0;
+            while k < n {
+                out.push(s + k);
+                k = self.end[k] as usize;
+            }
+            out.push(e);
+        }
+        tokens
+    }
+
+    #[inline]
+    fn set_pair(&mut self, v: &Vocab, t: &[u8], s: usize, at: usize, pair_end: usize) {
+        let r = v.rank(t, s + at, s + pair_end);
+        self.pair[at] = r;
+        if r != NONE {
+            self.heap.push(Reverse(((r as u64) << 32) | at as u64));
+        }
+    }
+}
+
+/// Windowed merge of a long piece (see the module doc).
+fn count_long(v: &Vocab, m: &mut Merger, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
+    // `cur`: token starts of the current window's encoding from the last join point, then its end.
+    let mut cur: Vec<usize> = Vec::with_capacity(WINDOW + 1);
+    let mut next: Vec<usize> = Vec::with_capacity(WINDOW + 1);
+    // The last merged window and its encoding: a window with the same bytes (periodic text:
+    // repeated characters, whitespace, emoji) has the same encoding, shifted.
+    let mut last = (s, s + WINDOW);
+    m.merge(v, t, s, s + WINDOW, Some(&mut cur));
+    let mut last_starts = cur.clone();
+    let mut committed = 0u64;
+    loop {
+        let cur_end = cur[cur.len() - 1];
+        if cur_end == e {
+            return (committed + (cur.len() - 1) as u64, true);
+        }
+        // The next window starts at the last boundary at least OVERLAP before the end (but
+        // after the first), so it overlaps the current one.
+        let target = cur_end - OVERLAP;
+        let b_idx = match cur[1..cur.len() - 1].iter().rposition(|&p| p <= target) {
+            Some(k) => k + 1,
+            None if cur.len() > 2 => 1,
+            None => return whole(m, v, t, s, e),
+        };
+        let b = cur[b_idx];
+        let next_end = (b + WINDOW).min(e);
+        if next_end - b == last.1 - last.0 && t.get(b..next_end) == t.get(last.0..last.1) {
+            next.clear();
+            next.extend(last_starts.iter().map(|&p| p - last.0 + b));
+        } else {
+            m.merge(v, t, b, next_end, Some(&mut next));
+            last = (b, next_end);
+            last_starts.clear();
+            last_starts.extend_from_slice(&next);
+        }
+        // First token present in both encodings.
+        let (mut p, mut q) = (b_idx, 0);
+        let joined = loop {
+            if p + 1 >= cur.len() || q + 1 >= next.len() {
+                break None;
+            }
+            match cur[p].cmp(&next[q]) {
+                std::cmp::Ordering::Less => p += 1,
+                std::cmp::Ordering::Greater => q += 1,
+                std::cmp::Ordering::Equal => {
+                    if cur[p + 1] == next[q + 1] {
+                        break Some((p, q));
+                    }
+                    p += 1;
+                    q += 1;
+                }
+            }
+        };
+        let Some((p, q)) = joined else {
+            return whole(m, v, t, s, e);
+        };
+        committed += p as u64;
+        if committed > budget {
+            return (committed, false);
+        }
+        cur.clear();
+        cur.extend_from_slice(&next[q..]);
+    }
+}
+
+/// The fallback: one merge over the whole piece (memory proportional to its length).
+#[cold]
+fn whole(m: &mut Merger, v: &Vocab, t: &[u8], s: usize, e: usize) -> (u64, bool) {
+    (m.merge(v, t, s, e, None) as u64, true)
+}

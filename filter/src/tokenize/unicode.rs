@@ -1,0 +1,90 @@
+//! Character classes of the split patterns, from the generated two-level table.
+
+use super::layout::{UNICODE_BLOCK_BITS, C_CRLF, C_LETTER, C_LOWER, C_MARK, C_NUMBER, C_OTHER, C_SPACE, C_UPPER};
+
+static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/unicode_classes.bin"));
+
+/// Level 1 has one u16 per block of 128 code points, up to U+10FFFF.
+const LEVEL1_BYTES: usize = (0x11_0000 >> UNICODE_BLOCK_BITS) * 2;
+
+/// Class sets as bit masks over the class numbers.
+pub const fn set(classes: &[u8]) -> u8 {
+    let mut m = 0u8;
+    let mut i = 0;
+    while i < classes.len() {
+        m |= 1 << classes[i];
+        i += 1;
+    }
+    m
+}
+
+/// `\p{L}`.
+pub const LETTERS: u8 = set(&[C_UPPER, C_LOWER, C_LETTER]);
+/// `\p{N}`.
+pub const NUMBERS: u8 = set(&[C_NUMBER]);
+/// `\s`.
+pub const SPACES: u8 = set(&[C_SPACE, C_CRLF]);
+/// `[^\s\p{L}\p{N}]`.
+pub const SYMBOLS: u8 = set(&[C_OTHER, C_MARK]);
+/// `[^\r\n\p{L}\p{N}]`.
+pub const PREFIX: u8 = set(&[C_OTHER, C_MARK, C_SPACE]);
+/// o200k's `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]`.
+pub const UPPERISH: u8 = set(&[C_UPPER, C_LETTER, C_MARK]);
+/// o200k's `[\p{Ll}\p{Lm}\p{Lo}\p{M}]`.
+pub const LOWERISH: u8 = set(&[C_LOWER, C_LETTER, C_MARK]);
+/// In both of the above.
+pub const BOTH: u8 = set(&[C_LETTER, C_MARK]);
+
+#[inline(always)]
+pub fn in_set(class: u8, set: u8) -> bool {
+    set & (1 << class) != 0
+}
+
+/// Class of an ASCII byte (the first block of the table is U+0000..U+007F).
+#[inline(always)]
+pub fn ascii_class(b: u8) -> u8 {
+    TABLE[LEVEL1_BYTES + (b as usize & 0x7f)]
+}
+
+#[inline]
+pub fn class_of(cp: u32) -> u8 {
+    let block = (cp >> UNICODE_BLOCK_BITS) as usize;
+    let lo = TABLE.get(block * 2).copied().unwrap_or(0) as usize;
+    let hi = TABLE.get(block * 2 + 1).copied().unwrap_or(0) as usize;
+    let at = LEVEL1_BYTES + ((hi << 8 | lo) << UNICODE_BLOCK_BITS) + (cp as usize & ((1 << UNICODE_BLOCK_BITS) - 1));
+    TABLE.get(at).copied().unwrap_or(C_OTHER)
+}
+
+/// Class and byte length of the character starting at `t[i]`; `t` is valid UTF-8 and `i` a
+/// character boundary.
+#[inline(always)]
+pub fn char_at(t: &[u8], i: usize) -> (u8, usize) {
+    let b0 = t[i];
+    if b0 < 0x80 {
+        return (ascii_class(b0), 1);
+    }
+    decode_class(t, i)
+}
+
+#[inline(never)]
+fn decode_class(t: &[u8], i: usize) -> (u8, usize) {
+    let b0 = t[i] as u32;
+    let cont = |k: usize| (t.get(i + k).copied().unwrap_or(0x80) as u32) & 0x3f;
+    if b0 < 0xe0 {
+        (class_of(((b0 & 0x1f) << 6) | cont(1)), 2)
+    } else if b0 < 0xf0 {
+        (class_of(((b0 & 0x0f) << 12) | (cont(1) << 6) | cont(2)), 3)
+    } else {
+        (class_of(((b0 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3)), 4)
+    }
+}
+
+/// Start of the character that ends at `end` (exclusive).
+#[inline]
+pub fn last_char_start(t: &[u8], end: usize) -> usize {
+    let mut i = end - 1;
+    while i > 0 && t[i] & 0xc0 == 0x80 {
+        i -= 1;
+    }
+    i
+}
