@@ -92,7 +92,8 @@ pub struct RawConfig {
     pub quota: Option<RawQuota>,
 }
 
-/// The `quota` object.
+/// The `quota` object. Its three limit fields repeat [`RawKeyLimits`] on purpose: serde's
+/// `flatten` would switch off `deny_unknown_fields`, and a misspelt limit must be an error.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawQuota {
