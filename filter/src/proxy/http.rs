@@ -222,15 +222,22 @@ impl Stream {
 
     /// Streams report usage only when asked: ask, and remember to hide the answer from the client.
     fn request_stream_usage(&mut self, admission: &Admission, body: &[u8]) {
-        let Some(reservation) = self.reservation.as_mut() else { return };
+        if self.reservation.is_none() {
+            return;
+        }
         if !admission.stream || admission.include_usage || !matches!(admission.api, Api::ChatCompletions | Api::Completions) {
             return;
         }
         let Some(rewritten) = with_include_usage(body) else { return };
         match hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &rewritten) {
             Ok(()) => {
-                reservation.injected_usage = true;
-                self.set_header(MapType::HttpRequestHeaders, "content-length", &rewritten.len().to_string());
+                if let Some(reservation) = self.reservation.as_mut() {
+                    reservation.injected_usage = true;
+                }
+                // A chunked body has no length to correct; Envoy frames it anew.
+                if self.header(MapType::HttpRequestHeaders, "content-length").is_some() {
+                    self.set_header(MapType::HttpRequestHeaders, "content-length", &rewritten.len().to_string());
+                }
             }
             Err(s) => self.log(LogLevel::Warn, &format!("cannot ask the stream for usage: {s:?}")),
         }
