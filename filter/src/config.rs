@@ -299,29 +299,6 @@ pub struct Config {
     pub quota: Option<QuotaConfig>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        match Config::try_from(RawConfig::default()) {
-            Ok(config) => config,
-            // The defaults are constants that pass validation; a unit test holds this.
-            Err(_) => Config {
-                default_encoding: Encoding::O200kBase,
-                models: Vec::new(),
-                max_prompt_tokens: DEFAULT_MAX_PROMPT_TOKENS,
-                max_output_tokens: None,
-                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-                api_key: ApiKeyConfig {
-                    header: DEFAULT_KEY_HEADER.to_owned(),
-                    required: false,
-                },
-                image_tokens: DEFAULT_IMAGE_TOKENS,
-                routing: Routing::default(),
-                quota: None,
-            },
-        }
-    }
-}
-
 impl Config {
     /// Parses and validates the plugin configuration. Empty input (no `configuration` given)
     /// means all defaults.
@@ -591,6 +568,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
+    fn defaults() -> Config {
+        Config::from_json(b"").unwrap()
+    }
+
     fn err(json: &str) -> String {
         Config::from_json(json.as_bytes()).unwrap_err().to_string()
     }
@@ -600,7 +581,6 @@ mod tests {
         let empty = Config::from_json(b"").unwrap();
         let braces = Config::from_json(b" {} ").unwrap();
         assert_eq!(empty, braces);
-        assert_eq!(empty, Config::default());
         assert_eq!(empty.default_encoding, Encoding::O200kBase);
         assert_eq!(empty.max_prompt_tokens, 128_000);
         assert_eq!(empty.max_output_tokens, None);
@@ -638,7 +618,7 @@ mod tests {
 
     #[test]
     fn builtin_rules_choose_the_openai_encoding() {
-        let c = Config::default();
+        let c = defaults();
         for (model, enc) in [
             ("gpt-4o", Encoding::O200kBase),
             ("gpt-4o-mini-2024-07-18", Encoding::O200kBase),
@@ -692,8 +672,8 @@ mod tests {
         assert_eq!(c.routing.class_for(4096), Some("short"));
         assert_eq!(c.routing.class_for(4097), Some("long"));
         assert_eq!(c.routing.class_for(131_073), None);
-        assert_eq!(Config::default().routing.class_for(1), None);
-        assert!(!Config::default().routing.clear_route_cache);
+        assert_eq!(defaults().routing.class_for(1), None);
+        assert!(!defaults().routing.clear_route_cache);
         assert!(err(r#"{"routing": {"classes": [{"name": "a", "max_tokens": 10}, {"name": "b", "max_tokens": 10}]}}"#)
             .contains("`routing.classes[1].max_tokens` must be larger than the previous class's 10"));
         assert!(err(r#"{"routing": {"classes": [{"name": "has space", "max_tokens": 10}]}}"#)
@@ -722,7 +702,7 @@ mod tests {
             q.limits_for("0123456789abcdef"),
             KeyLimits { tokens_per_minute: Some(500_000), tokens_per_day: None, requests_per_minute: None }
         );
-        assert!(Config::default().quota.is_none());
+        assert!(defaults().quota.is_none());
     }
 
     #[test]

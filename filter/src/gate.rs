@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn head_requires_key_only_when_configured() {
-        let open = Config::default();
+        let open = config("");
         let closed = config(r#"{"api_key": {"required": true}}"#);
         let head = RequestHead::default();
         assert_eq!(decide_head(&open, &head).decision, HeadDecision::ReadBody);
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn admits_and_annotates() {
-        match body(&Config::default(), HELLO) {
+        match body(&config(""), HELLO) {
             BodyDecision::Allow(a) => {
                 assert_eq!(a.prompt_tokens, 11);
                 assert_eq!(a.encoding, Encoding::O200kBase);
@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn malformed_json_and_non_json() {
-        let c = Config::default();
+        let c = config("");
         let r = rejected(body(&c, r#"{"messages": ["#));
         assert_eq!((r.code, r.status()), (ErrorCode::InvalidJson, 400));
         // Looks like JSON without saying so: still parsed, still refused.
@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn refuses_wrong_types_as_invalid_value() {
-        let r = rejected(body(&Config::default(), r#"{"messages": "hi"}"#));
+        let r = rejected(body(&config(""), r#"{"messages": "hi"}"#));
         assert_eq!((r.code, r.param), (ErrorCode::InvalidValue, Some("messages")));
     }
 

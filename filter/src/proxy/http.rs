@@ -188,10 +188,9 @@ impl Stream {
     }
 
     /// Takes the reservation from the key's buckets; `Some(action)` when the request is refused.
-    fn reserve(&mut self, shared: &Shared, admission: &Admission) -> Option<Action> {
+    fn reserve(&mut self, shared: &Shared, admission: &Admission, output: u64) -> Option<Action> {
         let quota = shared.config.quota.as_ref()?;
         let key = self.quota_key();
-        let output = reserved_output(&shared.config, admission);
         match admit_quota(quota, &SharedData, &key, now_ns(), admission.prompt_tokens, output) {
             Ok(QuotaDecision::Admitted { reserved_tokens, snapshot, evicted }) => {
                 if evicted {
@@ -244,7 +243,8 @@ impl Stream {
     }
 
     fn admit(&mut self, shared: &Shared, admission: &Admission, body: &[u8]) -> Action {
-        if let Some(refused) = self.reserve(shared, admission) {
+        let output = reserved_output(&shared.config, admission);
+        if let Some(refused) = self.reserve(shared, admission, output) {
             return refused;
         }
         self.request_stream_usage(admission, body);
@@ -266,7 +266,7 @@ impl Stream {
             self.filter_state("reserved_tokens", &reserved);
         }
         let routing = &shared.config.routing;
-        let needed = admission.prompt_tokens.saturating_add(reserved_output(&shared.config, admission));
+        let needed = admission.prompt_tokens.saturating_add(output);
         if let Some(class) = routing.class_for(needed) {
             self.set_header(req, "x-tokengate-class", class);
         }

@@ -143,15 +143,6 @@ impl Buckets {
         }
         snap
     }
-
-    fn is_idle(&self, record: &Record, now: u64) -> bool {
-        record.tats.iter().all(|&tat| tat <= now)
-    }
-
-    /// How far from full the fullest-to-be bucket is: the eviction order (lower goes first).
-    fn busy_for(&self, record: &Record, now: u64) -> u64 {
-        record.tats.iter().map(|&tat| tat.saturating_sub(now)).max().unwrap_or(0)
-    }
 }
 
 /// The buckets of a key after an operation, for the `x-ratelimit-*` headers.
@@ -213,7 +204,7 @@ impl<'c> Quotas<'c> {
     ) -> Result<Admission, QuotaError> {
         let buckets = self.buckets(key);
         for _ in 0..MAX_ATTEMPTS {
-            let found = self.locate(store, key, &buckets, now)?;
+            let found = self.locate(store, key, now)?;
             let Some(cas) = found.cas else {
                 store.set(&found.slot, &Record::fresh(key).encode(), None)?;
                 continue;
@@ -306,7 +297,7 @@ impl<'c> Quotas<'c> {
 
     /// The key's slot, or the slot it should take: its own, else a never-written or idle one,
     /// else the probed slot closest to full (evicted).
-    fn locate(&self, store: &dyn Store, key: &KeyName, buckets: &Buckets, now: u64) -> Result<Found, QuotaError> {
+    fn locate(&self, store: &dyn Store, key: &KeyName, now: u64) -> Result<Found, QuotaError> {
         let mut free: Option<Found> = None;
         let mut victim: Option<(u64, Found)> = None;
         for slot in self.slots(key) {
@@ -317,11 +308,12 @@ impl<'c> Quotas<'c> {
                 Some(r) if r.is(key) => return Ok(Found { slot, record: r, cas, evicted: false }),
                 _ if free.is_some() => {}
                 None => free = Some(Found { slot, record: Record::fresh(key), cas, evicted: false }),
-                Some(r) if buckets.is_idle(&r, now) || r.is_empty() => {
+                // All buckets full again: the slot holds nothing worth keeping.
+                Some(r) if r.busy_for(now) == 0 || r.is_empty() => {
                     free = Some(Found { slot, record: Record::fresh(key), cas, evicted: false })
                 }
                 Some(r) => {
-                    let busy = buckets.busy_for(&r, now);
+                    let busy = r.busy_for(now);
                     if victim.as_ref().is_none_or(|(b, _)| busy < *b) {
                         victim = Some((busy, Found { slot, record: Record::fresh(key), cas, evicted: true }));
                     }

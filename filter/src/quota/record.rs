@@ -63,6 +63,12 @@ impl Record {
         self.name == key.bytes()
     }
 
+    /// How long until every bucket is full again: 0 for an idle slot, and the eviction order
+    /// (lower goes first).
+    pub fn busy_for(&self, now: u64) -> u64 {
+        self.tats.iter().map(|&tat| tat.saturating_sub(now)).max().unwrap_or(0)
+    }
+
     pub fn is_empty(&self) -> bool {
         &self.name == EMPTY
     }
