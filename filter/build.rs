@@ -23,22 +23,10 @@ fn main() {
     let cl100k = ordinary_tokens(&tiktoken_rs::cl100k_base().unwrap_or_else(|e| fail(e)), 100_256);
     let o200k = ordinary_tokens(&tiktoken_rs::o200k_base().unwrap_or_else(|e| fail(e)), 199_998);
 
-    // One pool for both encodings: a token they share is stored once.
-    let mut pool: Vec<u8> = Vec::new();
-    let mut at: HashMap<Vec<u8>, u32> = HashMap::new();
-    for tokens in [&o200k, &cl100k] {
-        for t in tokens.iter().flatten() {
-            at.entry(t.clone()).or_insert_with(|| {
-                let off = pool.len() as u32;
-                pool.extend_from_slice(t);
-                off
-            });
-        }
-    }
-    assert!(pool.len() < 1 << OFFSET_BITS, "pool too large for the slot layout");
-    write(&out.join("vocab_pool.bin"), &pool);
-    write(&out.join("cl100k_table.bin"), &table(&cl100k, &at));
-    write(&out.join("o200k_table.bin"), &table(&o200k, &at));
+    let (table, front, tails) = table(&cl100k, &o200k);
+    write(&out.join("vocab_table.bin"), &table);
+    write(&out.join("vocab_front.bin"), &front);
+    write(&out.join("vocab_tails.bin"), &tails);
     write(&out.join("unicode_classes.bin"), &unicode_classes());
     write(&out.join("cl100k_pairs.bin"), &pairs(&cl100k));
     write(&out.join("o200k_pairs.bin"), &pairs(&o200k));
@@ -67,56 +55,119 @@ fn ordinary_tokens(bpe: &tiktoken_rs::CoreBPE, n: u32) -> Vec<Option<Vec<u8>>> {
     tokens
 }
 
-/// The hash table of one encoding: little-endian u64 slots, a power of two of them.
-fn table(tokens: &[Option<Vec<u8>>], at: &HashMap<Vec<u8>, u32>) -> Vec<u8> {
-    let count = tokens.iter().flatten().count();
-    let bits = (count as f64 / 0.8).log2().ceil() as u32;
+/// The shared hash table (a `u64` holding log2 of the slot count, a `u64` 0, then the slots),
+/// its front table (the same header, then direct-mapped slots holding the most frequent token
+/// of each index) and the tail pool (bytes 8.. of every token longer than 8 bytes, each
+/// distinct token once).
+fn table(cl100k: &[Option<Vec<u8>>], o200k: &[Option<Vec<u8>>]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let none_cl = (1u64 << CL100K_RANK_BITS) - 1;
+    let none_o = (1u64 << O200K_RANK_BITS) - 1;
+    // Distinct tokens with their rank in each encoding (in a fixed order: o200k's, then
+    // cl100k's own), so the output is reproducible.
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let mut ranks: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
+    for (rank, t) in o200k.iter().enumerate() {
+        let Some(t) = t else { continue };
+        order.push(t.clone());
+        ranks.insert(t.clone(), (none_cl, rank as u64));
+    }
+    for (rank, t) in cl100k.iter().enumerate() {
+        let Some(t) = t else { continue };
+        let e = ranks.entry(t.clone()).or_insert_with(|| {
+            order.push(t.clone());
+            (none_cl, none_o)
+        });
+        e.0 = rank as u64;
+    }
+    assert!(cl100k.len() < none_cl as usize && o200k.len() < none_o as usize, "ranks out of layout");
+    let mut tails: Vec<u8> = Vec::new();
+    let bits = (order.len() as f64 / 0.85).log2().ceil() as u32;
     let size = 1usize << bits;
     let mask = size - 1;
-    // Robin Hood insertion: (home, slot without distance) per occupied index.
-    let mut entries: Vec<Option<(usize, u64)>> = vec![None; size];
-    for (rank, t) in tokens.iter().enumerate() {
-        let Some(t) = t else { continue };
+    // Robin Hood insertion: (home, key, meta without distance) per occupied index.
+    let mut entries: Vec<Option<(usize, u64, u64)>> = vec![None; size];
+    // Front table: tokens by rank (in either encoding; a low rank is a frequent token), each
+    // taking its direct-mapped slot if no more frequent token has.
+    let mut by_rank: Vec<&Vec<u8>> = order.iter().collect();
+    by_rank.sort_by_key(|t| ranks[*t].0.min(ranks[*t].1));
+    let mut front: Vec<(u64, u64)> = vec![(0, EMPTY_META); 1 << FRONT_BITS];
+    let mut metas: HashMap<&Vec<u8>, (u64, u64)> = HashMap::new();
+    for t in &order {
+        let (cl, o) = ranks[t];
+        let mut tail = 0u64;
+        if t.len() > 8 {
+            tail = tails.len() as u64;
+            tails.extend_from_slice(&t[8..]);
+        }
+        assert!(tail < 1 << TAIL_BITS, "tail pool too large for the slot layout");
         let h = hash_bytes(t);
-        let mut slot = (at[t] as u64)
+        let mut key = read_u64_le(t);
+        let mut meta = (cl << CL100K_RANK_SHIFT)
+            | (o << O200K_RANK_SHIFT)
             | (((t.len() - 1) as u64) << LEN_SHIFT)
-            | ((rank as u64) << RANK_SHIFT)
-            | (tag_of(h) << TAG_SHIFT);
+            | (tail << TAIL_SHIFT);
+        metas.insert(t, (key, meta));
         let mut home = (h >> (64 - bits)) as usize;
         let mut i = home;
         loop {
             match entries[i] {
                 None => {
-                    entries[i] = Some((home, slot));
+                    entries[i] = Some((home, key, meta));
                     break;
                 }
-                Some((other_home, other_slot)) => {
+                Some((other_home, other_key, other_meta)) => {
                     let mine = (i.wrapping_sub(home)) & mask;
                     let theirs = (i.wrapping_sub(other_home)) & mask;
                     if theirs < mine {
-                        entries[i] = Some((home, slot));
-                        home = other_home;
-                        slot = other_slot;
+                        entries[i] = Some((home, key, meta));
+                        (home, key, meta) = (other_home, other_key, other_meta);
                     }
                 }
             }
             i = (i + 1) & mask;
         }
     }
-    let mut slots = vec![EMPTY_SLOT; size];
-    for (i, e) in entries.iter().enumerate() {
-        if let Some((home, slot)) = e {
-            let dist = ((i.wrapping_sub(*home)) & mask) as u64;
-            slots[i] = slot | (dist.min(DIST_SATURATED) << DIST_SHIFT);
-            assert!(slots[i] != EMPTY_SLOT);
+    let mut front_tokens = 0;
+    for t in by_rank {
+        let f = &mut front[(hash_bytes(t) >> (64 - FRONT_BITS)) as usize];
+        if f.1 == EMPTY_META {
+            *f = metas[t];
+            front_tokens += 1;
         }
     }
-    let mut out = Vec::with_capacity(size * 8 + 8);
-    out.extend_from_slice(&(bits as u64).to_le_bytes());
-    for s in slots {
-        out.extend_from_slice(&s.to_le_bytes());
+    let mut front_out = Vec::with_capacity(front.len() * 16 + 16);
+    front_out.extend_from_slice(&(FRONT_BITS as u64).to_le_bytes());
+    front_out.extend_from_slice(&0u64.to_le_bytes());
+    for (key, meta) in front {
+        front_out.extend_from_slice(&key.to_le_bytes());
+        front_out.extend_from_slice(&meta.to_le_bytes());
     }
-    out
+    let mut out = Vec::with_capacity(size * 16 + 16);
+    out.extend_from_slice(&(bits as u64).to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    let mut longest = 0;
+    let mut sum = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let (key, meta) = match e {
+            Some((home, key, meta)) => {
+                let dist = ((i.wrapping_sub(*home)) & mask) as u64;
+                longest = longest.max(dist);
+                sum += dist;
+                (*key, meta | (dist.min(DIST_SATURATED) << DIST_SHIFT))
+            }
+            None => (0, EMPTY_META),
+        };
+        assert!(e.is_none() || meta != EMPTY_META);
+        out.extend_from_slice(&key.to_le_bytes());
+        out.extend_from_slice(&meta.to_le_bytes());
+    }
+    println!(
+        "cargo:warning=vocab table: {} tokens, 2^{bits} slots, longest probe {longest}, mean {:.2}, tails {} bytes, front {front_tokens}",
+        order.len(),
+        sum as f64 / order.len() as f64,
+        tails.len()
+    );
+    (out, front_out, tails)
 }
 
 /// Rank of every 2-byte string (u32 LE, index `b0 << 8 | b1`, u32::MAX when not a token): the

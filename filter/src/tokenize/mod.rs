@@ -16,7 +16,7 @@ mod vocab;
 
 use std::fmt;
 
-use vocab::Vocab;
+use vocab::{Vocab, NONE};
 
 /// The tiktoken encodings tokengate counts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,11 +89,28 @@ impl fmt::Debug for Tokenizer {
 }
 
 #[inline(always)]
-fn count_with(vocab: &Vocab, t: &[u8], limit: u64, next_piece: impl Fn(&[u8], usize) -> usize) -> Count {
+fn count_with(
+    vocab: &Vocab,
+    t: &[u8],
+    limit: u64,
+    cl100k: bool,
+    next_piece: impl Fn(&[u8], usize) -> usize,
+) -> Count {
     let mut scratch = bpe::Scratch::default();
     let mut total = 0u64;
     let mut i = 0;
     while i < t.len() {
+        // The common pieces (ASCII words, punctuation, digits) are decided from a load or two.
+        if let Some(e) = pretokenize::ascii_piece(t, i, cl100k) {
+            if vocab.rank(t, i, e) != NONE {
+                total += 1;
+                if total > limit {
+                    return Count::Over { counted: total, complete: e == t.len() };
+                }
+                i = e;
+                continue;
+            }
+        }
         let e = next_piece(t, i);
         let (n, finished) = bpe::count_piece(vocab, &mut scratch, t, i, e, limit.saturating_sub(total));
         total += n;
@@ -142,31 +159,33 @@ impl Tokenizer {
     pub fn count_until(&self, text: &str, limit: u64) -> Count {
         // One loop per encoding, so the pre-tokenizer is inlined into it.
         match self.encoding {
-            Encoding::Cl100kBase => count_with(self.vocab, text.as_bytes(), limit, pretokenize::next_cl100k),
-            Encoding::O200kBase => count_with(self.vocab, text.as_bytes(), limit, pretokenize::next_o200k),
+            Encoding::Cl100kBase => count_with(self.vocab, text.as_bytes(), limit, true, pretokenize::next_cl100k),
+            Encoding::O200kBase => count_with(self.vocab, text.as_bytes(), limit, false, pretokenize::next_o200k),
         }
     }
 
     /// The pre-tokenizer's pieces of `text` (the split pattern's matches), for tests and tools.
     pub fn pieces<'t>(&self, text: &'t str) -> impl Iterator<Item = &'t str> + 't {
         let next = self.next_piece;
+        let cl100k = self.encoding == Encoding::Cl100kBase;
         let mut i = 0;
         std::iter::from_fn(move || {
             let t = text.as_bytes();
             if i >= t.len() {
                 return None;
             }
-            let e = next(t, i);
+            // The same two steps as counting: the ASCII fast path, else the full scanner.
+            let e = pretokenize::ascii_piece(t, i, cl100k).unwrap_or_else(|| next(t, i));
             let piece = text.get(i..e);
             i = e;
             piece
         })
     }
 
-    /// Bytes of static tables behind this encoding: its hash table, plus the byte pool that
-    /// both encodings share.
+    /// Bytes of static tables behind this encoding: the hash table and tail pool that both
+    /// encodings share, and this encoding's own 2-byte table.
     pub fn table_bytes(&self) -> (usize, usize) {
-        (self.vocab.table_bytes(), Vocab::pool_bytes())
+        self.vocab.table_bytes()
     }
 }
 

@@ -25,21 +25,155 @@ use super::vocab::load8;
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
+/// 0x80 in each byte of `w` that is an ASCII byte in `lo..=hi`. The high bits are cleared
+/// before adding, so no byte carries into the next one whatever the input.
+#[inline(always)]
+fn ascii_range(w: u64, lo: u8, hi: u8) -> u64 {
+    let x = w & !HIGH;
+    let ge_lo = x + (0x80 - lo as u64) * ONES;
+    let gt_hi = x + (0x80 - hi as u64 - 1) * ONES;
+    ge_lo & !gt_hi & !w & HIGH
+}
+
 /// 0x80 in each byte of `w` that is an ASCII letter (either case).
 #[inline(always)]
 fn ascii_letters(w: u64) -> u64 {
-    let x = w | (0x20 * ONES);
-    let ge_a = x.wrapping_add((0x80 - b'a' as u64) * ONES);
-    let gt_z = x.wrapping_add((0x80 - b'z' as u64 - 1) * ONES);
-    ge_a & !gt_z & !w & HIGH
+    ascii_range(w | (0x20 * ONES), b'a', b'z') & !w
 }
 
 /// 0x80 in each byte of `w` that is an ASCII lowercase letter.
 #[inline(always)]
 fn ascii_lower(w: u64) -> u64 {
-    let ge_a = w.wrapping_add((0x80 - b'a' as u64) * ONES);
-    let gt_z = w.wrapping_add((0x80 - b'z' as u64 - 1) * ONES);
-    ge_a & !gt_z & !w & HIGH
+    ascii_range(w, b'a', b'z')
+}
+
+/// 0x80 in each byte of `w` that is an ASCII uppercase letter.
+#[inline(always)]
+fn ascii_upper(w: u64) -> u64 {
+    ascii_range(w, b'A', b'Z')
+}
+
+/// 0x80 in each byte of `w` that is an ASCII digit.
+#[inline(always)]
+fn ascii_digits(w: u64) -> u64 {
+    ascii_range(w, b'0', b'9')
+}
+
+/// 0x80 in each byte of `w` that is ASCII punctuation or a symbol (`[^\s\p{L}\p{N}]` among
+/// the printable characters `!`..`~`), other than `'`, which contractions claim.
+#[inline(always)]
+fn ascii_symbols(w: u64) -> u64 {
+    let quote = ascii_range(w ^ (b'\'' as u64 * ONES), 0, 0);
+    ascii_range(w, b'!', b'~') & !ascii_letters(w) & !ascii_digits(w) & !quote
+}
+
+/// Bit `b` set for the ASCII bytes that may stand before letters as the pattern's optional
+/// prefix character (`[^\r\n\p{L}\p{N}]`) in the fast path: printable symbols except `'`,
+/// space and tab.
+const PREFIX_BYTES: u128 = {
+    let mut m = 0u128;
+    let mut b = 0u8;
+    while b < 128 {
+        let symbol = b >= b'!' && b <= b'~' && !b.is_ascii_alphanumeric() && b != b'\'';
+        if symbol || b == b' ' || b == b'\t' {
+            m |= 1 << b;
+        }
+        b += 1;
+    }
+    m
+};
+
+/// The end of the common pieces of ASCII text, decided from at most two 8-byte loads without
+/// the character-class table: a word (an optional prefix character, then letters), a run of
+/// punctuation (optionally after a space), or a run of digits. `None` when the full scanner
+/// must decide (anything non-ASCII nearby, contractions, newlines after punctuation, long
+/// runs). Both patterns agree on these shapes except for capitals: cl100k takes any letters,
+/// o200k capitals then at least one lowercase letter (`U*W+`), and a capital ends its piece.
+/// Past the end of `t` the loads read zeros, which end a word or digit run as the end does.
+#[inline(always)]
+pub fn ascii_piece(t: &[u8], i: usize, cl100k: bool) -> Option<usize> {
+    let w = load8(t, i);
+    let (upper, lower) = (ascii_upper(w), ascii_lower(w));
+    let letters = if cl100k { ascii_letters(w) } else { upper | lower };
+    // Where the letters start: byte 0, or byte 1 after a prefix character.
+    let start = if letters & 0x80 != 0 {
+        0
+    } else if letters & 0x8000 != 0 && (PREFIX_BYTES >> (w & 0x7f)) & 1 != 0 && w & 0x80 == 0 {
+        8
+    } else {
+        return ascii_other(t, i, w);
+    };
+    let from = !0u64 << start;
+    let (end, last) = if cl100k {
+        let m = !letters & HIGH & from;
+        if m != 0 {
+            (m.trailing_zeros(), w)
+        } else {
+            let w1 = load8(t, i + 8);
+            let m1 = !ascii_letters(w1) & HIGH;
+            (64 + m1.trailing_zeros(), w1)
+        }
+    } else {
+        let u_end = (!upper & HIGH & from).trailing_zeros();
+        if u_end >= 64 {
+            return None;
+        }
+        let m = !lower & HIGH & (!0u64 << (u_end & !7));
+        if m & (0x80 << (u_end & !7)) != 0 {
+            return None; // no lowercase letter after the capitals: decided in full
+        }
+        if m != 0 {
+            (m.trailing_zeros(), w)
+        } else {
+            let w1 = load8(t, i + 8);
+            let m1 = !ascii_lower(w1) & HIGH;
+            (64 + m1.trailing_zeros(), w1)
+        }
+    };
+    if end >= 128 {
+        return None;
+    }
+    // The byte that ended the run must be ASCII (not a letter outside ASCII) and not `'`.
+    let b = (last >> (8 * ((end >> 3) & 7))) & 0xff;
+    if b >= 0x80 || b == b'\'' as u64 {
+        return None;
+    }
+    Some(i + (end >> 3) as usize)
+}
+
+/// Punctuation and digits for [`ascii_piece`].
+#[inline(always)]
+fn ascii_other(t: &[u8], i: usize, w: u64) -> Option<usize> {
+    let b0 = w & 0xff;
+    let symbols = ascii_symbols(w);
+    let (run, from) = if symbols & 0x80 != 0 {
+        (symbols, 0)
+    } else if b0 == b' ' as u64 && symbols & 0x8000 != 0 {
+        (symbols, 8)
+    } else if b0.wrapping_sub(b'0' as u64) < 10 {
+        // `\p{N}{1,3}`: a fourth digit starts the next piece; a shorter run must end at an
+        // ASCII byte (a non-ASCII number would continue it).
+        let m = !ascii_digits(w) & HIGH;
+        let end = m.trailing_zeros().min(24 + 7);
+        let b = (w >> (end & !7)) & 0xff;
+        return if end < 24 && b >= 0x80 { None } else { Some(i + (end >> 3) as usize) };
+    } else {
+        return None;
+    };
+    let m = !run & HIGH & (!0u64 << from);
+    if m == 0 {
+        return None;
+    }
+    let k = (m.trailing_zeros() >> 3) as usize;
+    // The run ends at a space, letter or digit (or the end of `t`); a newline would join the
+    // piece, anything else may be a symbol outside ASCII.
+    let b = (w >> (8 * k)) & 0xff;
+    let ends = b == b' ' as u64 || (b as u8).is_ascii_alphanumeric() || (b == 0 && i + k >= t.len());
+    if ends {
+        Some(i + k)
+    } else {
+        None
+    }
 }
 
 /// End of the run of characters in `set` starting at `i`; `swar` marks ASCII bytes that are

@@ -1,4 +1,4 @@
-//! A token vocabulary: the generated hash table over the shared byte pool (see `layout`).
+//! A token vocabulary: one encoding's view of the generated shared hash table (see `layout`).
 
 use super::layout::*;
 
@@ -6,9 +6,11 @@ use super::layout::*;
 #[repr(C, align(8))]
 struct Aligned<B: ?Sized>(B);
 
-static POOL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vocab_pool.bin"));
-static CL100K_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_table.bin")));
-static O200K_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_table.bin")));
+static TABLE_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vocab_table.bin")));
+static FRONT_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vocab_front.bin")));
+static TAILS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vocab_tails.bin"));
+static CL100K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_pairs.bin")));
+static O200K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_pairs.bin")));
 
 #[cfg(target_endian = "big")]
 compile_error!("the generated tables are little-endian");
@@ -19,30 +21,30 @@ const fn as_words(bytes: &'static Aligned<[u8]>) -> &'static [u64] {
     unsafe { core::slice::from_raw_parts(bytes.0.as_ptr().cast::<u64>(), bytes.0.len() / 8) }
 }
 
-static CL100K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_pairs.bin")));
-static O200K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_pairs.bin")));
-
 const fn as_u32s(bytes: &'static Aligned<[u8]>) -> &'static [u32] {
     // SAFETY: as `as_words`, for u32.
     unsafe { core::slice::from_raw_parts(bytes.0.as_ptr().cast::<u32>(), bytes.0.len() / 4) }
 }
 
-pub static CL100K: Vocab = Vocab::new(as_words(CL100K_BYTES), as_u32s(CL100K_PAIRS));
-pub static O200K: Vocab = Vocab::new(as_words(O200K_BYTES), as_u32s(O200K_PAIRS));
+static TABLE: &[u64] = as_words(TABLE_BYTES);
+static FRONT: &[u64] = as_words(FRONT_BYTES);
+
+pub static CL100K: Vocab = Vocab::new(CL100K_RANK_SHIFT, CL100K_RANK_BITS, as_u32s(CL100K_PAIRS));
+pub static O200K: Vocab = Vocab::new(O200K_RANK_SHIFT, O200K_RANK_BITS, as_u32s(O200K_PAIRS));
 
 /// Rank of "no such token".
 pub const NONE: u32 = u32::MAX;
 
 pub struct Vocab {
-    /// Word 0 is log2 of the slot count, the slots follow.
-    words: &'static [u64],
     /// Rank of each 2-byte string, indexed by `b0 << 8 | b1`.
     pairs: &'static [u32],
+    rank_shift: u32,
+    rank_mask: u64,
     shift: u32,
     mask: usize,
 }
 
-const KEY_MASK: u64 = (((1u64 << TAG_BITS) - 1) << TAG_SHIFT) | (((1u64 << LEN_BITS) - 1) << LEN_SHIFT);
+const LEN_MASK: u64 = ((1 << LEN_BITS) - 1) << LEN_SHIFT;
 
 #[inline(always)]
 fn mask_of(len: usize) -> u64 {
@@ -51,14 +53,6 @@ fn mask_of(len: usize) -> u64 {
     } else {
         (1u64 << (8 * len)) - 1
     }
-}
-
-/// Robin Hood: the slot's entry is closer to its home than we are to ours, so ours would have
-/// taken this slot: it is not in the table.
-#[inline(always)]
-fn gave_up(slot: u64, probe: u64) -> bool {
-    let dist = (slot >> DIST_SHIFT) & DIST_SATURATED;
-    dist < probe && dist != DIST_SATURATED
 }
 
 /// The 8 bytes at `t[i..]`, zero-padded past the end of `t`.
@@ -74,10 +68,22 @@ pub fn load8(t: &[u8], i: usize) -> u64 {
     }
 }
 
+/// How a slot's remaining bytes compare with the piece's (all slots with the key's first 8
+/// bytes and length go through this).
+#[derive(Clone, Copy)]
+enum Rest<'a> {
+    /// The piece has at most 8 bytes: the key decided.
+    None,
+    /// Bytes 8..16, zero-padded.
+    Word(u64),
+    /// Bytes 8.. of a piece longer than 16 bytes.
+    Bytes(&'a [u8]),
+}
+
 impl Vocab {
-    const fn new(words: &'static [u64], pairs: &'static [u32]) -> Vocab {
-        let bits = if words.is_empty() { 0 } else { words[0] as u32 };
-        Vocab { words, pairs, shift: 64 - bits, mask: (1usize << bits) - 1 }
+    const fn new(rank_shift: u32, rank_bits: u32, pairs: &'static [u32]) -> Vocab {
+        let bits = if TABLE.is_empty() { 0 } else { TABLE[0] as u32 };
+        Vocab { pairs, rank_shift, rank_mask: (1 << rank_bits) - 1, shift: 64 - bits, mask: (1usize << bits) - 1 }
     }
 
     /// Rank of the 2-byte token `t[i..i + 2]`, or [`NONE`].
@@ -87,13 +93,10 @@ impl Vocab {
         self.pairs.get((a as usize) << 8 | b as usize).copied().unwrap_or(NONE)
     }
 
-    /// Table bytes (for size reports).
-    pub fn table_bytes(&self) -> usize {
-        self.words.len() * 8 + self.pairs.len() * 4
-    }
-
-    pub fn pool_bytes() -> usize {
-        POOL.len()
+    /// Bytes of static tables (for size reports): the shared table and tails, and this
+    /// encoding's pair table.
+    pub fn table_bytes(&self) -> (usize, usize) {
+        (TABLE.len() * 8 + FRONT.len() * 8 + TAILS.len(), self.pairs.len() * 4)
     }
 
     /// Rank of the token `t[start..end]`, or [`NONE`].
@@ -102,11 +105,11 @@ impl Vocab {
         let len = end - start;
         if len <= 8 {
             let word = load8(t, start) & mask_of(len);
-            self.rank_word(word, len)
+            self.find(hash_word(word, len), word, len, Rest::None)
         } else if len <= 16 {
             let w0 = load8(t, start);
             let w1 = load8(t, start + 8) & mask_of(len - 8);
-            self.rank_words2(w0, w1, len)
+            self.find(hash_words2(w0, w1, len), w0, len, Rest::Word(w1))
         } else if len <= MAX_TOKEN_LEN {
             self.rank_long(&t[start..end])
         } else {
@@ -114,66 +117,52 @@ impl Vocab {
         }
     }
 
-    #[inline(always)]
-    fn rank_word(&self, word: u64, len: usize) -> u32 {
-        let h = hash_word(word, len);
-        let key = (tag_of(h) << TAG_SHIFT) | (((len - 1) as u64) << LEN_SHIFT);
-        let mut i = (h >> self.shift) as usize;
-        let mut d = 0u64;
-        loop {
-            let s = self.slot(i);
-            if s == EMPTY_SLOT || gave_up(s, d) {
-                return NONE;
-            }
-            if s & KEY_MASK == key {
-                let off = (s & ((1 << OFFSET_BITS) - 1)) as usize;
-                if load8(POOL, off) & mask_of(len) == word {
-                    return ((s >> RANK_SHIFT) & ((1 << RANK_BITS) - 1)) as u32;
-                }
-            }
-            i = (i + 1) & self.mask;
-            d += 1;
-        }
-    }
-
-    #[inline(always)]
-    fn rank_words2(&self, w0: u64, w1: u64, len: usize) -> u32 {
-        let h = hash_words2(w0, w1, len);
-        let key = (tag_of(h) << TAG_SHIFT) | (((len - 1) as u64) << LEN_SHIFT);
-        let mut i = (h >> self.shift) as usize;
-        let mut d = 0u64;
-        loop {
-            let s = self.slot(i);
-            if s == EMPTY_SLOT || gave_up(s, d) {
-                return NONE;
-            }
-            if s & KEY_MASK == key {
-                let off = (s & ((1 << OFFSET_BITS) - 1)) as usize;
-                if load8(POOL, off) == w0 && load8(POOL, off + 8) & mask_of(len - 8) == w1 {
-                    return ((s >> RANK_SHIFT) & ((1 << RANK_BITS) - 1)) as u32;
-                }
-            }
-            i = (i + 1) & self.mask;
-            d += 1;
-        }
-    }
-
     #[inline(never)]
     fn rank_long(&self, piece: &[u8]) -> u32 {
-        let h = hash_bytes(piece);
-        let key = (tag_of(h) << TAG_SHIFT) | (((piece.len() - 1) as u64) << LEN_SHIFT);
+        self.find(hash_bytes(piece), load8(piece, 0), piece.len(), Rest::Bytes(piece.get(8..).unwrap_or(&[])))
+    }
+
+    /// The front table's slot for the hash first (the most frequent token with that index):
+    /// frequent tokens are found with one slot read, without probing.
+    #[inline(always)]
+    fn find(&self, h: u64, key: u64, len: usize, rest: Rest<'_>) -> u32 {
+        let len_bits = ((len - 1) as u64) << LEN_SHIFT;
+        let (k, m) = match FRONT.get(2 + 2 * (h >> (64 - FRONT_BITS)) as usize..) {
+            Some(&[k, m, ..]) => (k, m),
+            _ => (0, EMPTY_META),
+        };
+        if k == key && m & LEN_MASK == len_bits && self.rest_matches(m, rest) {
+            return self.rank_of(m);
+        }
+        self.probe(h, key, len, rest)
+    }
+
+    #[inline(always)]
+    fn rank_of(&self, meta: u64) -> u32 {
+        let r = (meta >> self.rank_shift) & self.rank_mask;
+        // A token of the other encoding only.
+        if r == self.rank_mask {
+            NONE
+        } else {
+            r as u32
+        }
+    }
+
+    /// The probe: slots from the hash's home on, until the token or a slot that proves its
+    /// absence (empty, or closer to its own home than we are to ours).
+    #[inline(never)]
+    fn probe(&self, h: u64, key: u64, len: usize, rest: Rest<'_>) -> u32 {
+        let len_bits = ((len - 1) as u64) << LEN_SHIFT;
         let mut i = (h >> self.shift) as usize;
         let mut d = 0u64;
         loop {
-            let s = self.slot(i);
-            if s == EMPTY_SLOT || gave_up(s, d) {
+            let (k, m) = self.slot(i);
+            let dist = (m >> DIST_SHIFT) & DIST_SATURATED;
+            if m == EMPTY_META || (dist < d && dist != DIST_SATURATED) {
                 return NONE;
             }
-            if s & KEY_MASK == key {
-                let off = (s & ((1 << OFFSET_BITS) - 1)) as usize;
-                if POOL.get(off..off + piece.len()) == Some(piece) {
-                    return ((s >> RANK_SHIFT) & ((1 << RANK_BITS) - 1)) as u32;
-                }
+            if k == key && m & LEN_MASK == len_bits && self.rest_matches(m, rest) {
+                return self.rank_of(m);
             }
             i = (i + 1) & self.mask;
             d += 1;
@@ -181,7 +170,21 @@ impl Vocab {
     }
 
     #[inline(always)]
-    fn slot(&self, i: usize) -> u64 {
-        self.words.get(i + 1).copied().unwrap_or(EMPTY_SLOT)
+    fn rest_matches(&self, meta: u64, rest: Rest<'_>) -> bool {
+        let at = ((meta >> TAIL_SHIFT) & ((1 << TAIL_BITS) - 1)) as usize;
+        match rest {
+            Rest::None => true,
+            Rest::Word(w1) => load8(TAILS, at) & mask_of(((meta >> LEN_SHIFT) & 127) as usize + 1 - 8) == w1,
+            Rest::Bytes(b) => TAILS.get(at..at + b.len()) == Some(b),
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, i: usize) -> (u64, u64) {
+        // Word 0 and 1 are the header; slot `i` is words 2 + 2i and 3 + 2i.
+        match TABLE.get(2 + 2 * i..4 + 2 * i) {
+            Some(&[k, m]) => (k, m),
+            _ => (0, EMPTY_META),
+        }
     }
 }
