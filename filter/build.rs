@@ -56,8 +56,8 @@ fn ordinary_tokens(bpe: &tiktoken_rs::CoreBPE, n: u32) -> Vec<Option<Vec<u8>>> {
 }
 
 /// The shared hash table (a `u64` holding log2 of the slot count, a `u64` 0, then the slots),
-/// its front table (the same header, then direct-mapped slots holding the most frequent token
-/// of each index) and the tail pool (bytes 8.. of every token longer than 8 bytes, each
+/// its front table (the same header, then 2-way sets holding the two most frequent tokens of
+/// each index) and the tail pool (bytes 8.. of every token longer than 8 bytes, each
 /// distinct token once).
 fn table(cl100k: &[Option<Vec<u8>>], o200k: &[Option<Vec<u8>>]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let none_cl = (1u64 << CL100K_RANK_BITS) - 1;
@@ -87,7 +87,7 @@ fn table(cl100k: &[Option<Vec<u8>>], o200k: &[Option<Vec<u8>>]) -> (Vec<u8>, Vec
     // Robin Hood insertion: (home, key, meta without distance) per occupied index.
     let mut entries: Vec<Option<(usize, u64, u64)>> = vec![None; size];
     // Front table: tokens by rank (in either encoding; a low rank is a frequent token), each
-    // taking its direct-mapped slot if no more frequent token has.
+    // taking one of the two slots of its set if two more frequent tokens have not.
     let mut by_rank: Vec<&Vec<u8>> = order.iter().collect();
     by_rank.sort_by_key(|t| ranks[*t].0.min(ranks[*t].1));
     let mut front: Vec<(u64, u64)> = vec![(0, EMPTY_META); 1 << FRONT_BITS];
@@ -129,8 +129,9 @@ fn table(cl100k: &[Option<Vec<u8>>], o200k: &[Option<Vec<u8>>]) -> (Vec<u8>, Vec
     }
     let mut front_tokens = 0;
     for t in by_rank {
-        let f = &mut front[(hash_bytes(t) >> (64 - FRONT_BITS)) as usize];
-        if f.1 == EMPTY_META {
+        // Two ways per set: slots 2k and 2k + 1.
+        let set = (hash_bytes(t) >> (64 - FRONT_BITS + 1)) as usize * 2;
+        if let Some(f) = front[set..set + 2].iter_mut().find(|f| f.1 == EMPTY_META) {
             *f = metas[t];
             front_tokens += 1;
         }

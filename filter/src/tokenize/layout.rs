@@ -28,7 +28,7 @@ pub const TAIL_BITS: u32 = 18;
 pub const DIST_SATURATED: u64 = (1 << DIST_BITS) - 1;
 
 /// log2 of the front table's slot count.
-pub const FRONT_BITS: u32 = 15;
+pub const FRONT_BITS: u32 = 16;
 
 /// Longest token either encoding has (both: 128 bytes); `len - 1` fits in `LEN_BITS`.
 pub const MAX_TOKEN_LEN: usize = 1 << LEN_BITS;
