@@ -23,13 +23,16 @@ fn main() {
     let cl100k = ordinary_tokens(&tiktoken_rs::cl100k_base().unwrap_or_else(|e| fail(e)), 100_256);
     let o200k = ordinary_tokens(&tiktoken_rs::o200k_base().unwrap_or_else(|e| fail(e)), 199_998);
 
-    let (table, front, tails) = table(&cl100k, &o200k);
+    let (table, front, tails, filter) = table(&cl100k, &o200k);
     write(&out.join("vocab_table.bin"), &table);
+    write(&out.join("vocab_filter.bin"), &filter);
     write(&out.join("vocab_front.bin"), &front);
     write(&out.join("vocab_tails.bin"), &tails);
     write(&out.join("unicode_classes.bin"), &unicode_classes());
     write(&out.join("cl100k_pairs.bin"), &pairs(&cl100k));
     write(&out.join("o200k_pairs.bin"), &pairs(&o200k));
+    write(&out.join("cl100k_inside.bin"), &inside(&cl100k));
+    write(&out.join("o200k_inside.bin"), &inside(&o200k));
 }
 
 fn fail(e: impl std::fmt::Display) -> ! {
@@ -58,8 +61,8 @@ fn ordinary_tokens(bpe: &tiktoken_rs::CoreBPE, n: u32) -> Vec<Option<Vec<u8>>> {
 /// The shared hash table (a `u64` holding log2 of the slot count, a `u64` 0, then the slots),
 /// its front table (the same header, then 2-way sets holding the two most frequent tokens of
 /// each index) and the tail pool (bytes 8.. of every token longer than 8 bytes, each
-/// distinct token once).
-fn table(cl100k: &[Option<Vec<u8>>], o200k: &[Option<Vec<u8>>]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+/// distinct token once), and the miss filter (a bit per hash value: no token there).
+fn table(cl100k: &[Option<Vec<u8>>], o200k: &[Option<Vec<u8>>]) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
     let none_cl = (1u64 << CL100K_RANK_BITS) - 1;
     let none_o = (1u64 << O200K_RANK_BITS) - 1;
     // Distinct tokens with their rank in each encoding (in a fixed order: o200k's, then
@@ -168,7 +171,28 @@ fn table(cl100k: &[Option<Vec<u8>>], o200k: &[Option<Vec<u8>>]) -> (Vec<u8>, Vec
         sum as f64 / order.len() as f64,
         tails.len()
     );
-    (out, front_out, tails)
+    // The miss filter: one bit per top-FILTER_BITS hash value, set for every token.
+    let mut filter = vec![0u64; (1 << FILTER_BITS) / 64];
+    for t in &order {
+        let b = (hash_bytes(t) >> (64 - FILTER_BITS)) as usize;
+        filter[b / 64] |= 1 << (b % 64);
+    }
+    let filter: Vec<u8> = filter.iter().flat_map(|w| w.to_le_bytes()).collect();
+    (out, front_out, tails, filter)
+}
+
+/// One bit per 2-byte string (index `b0 << 8 | b1`, LE u64 words): set when some token holds
+/// the two bytes next to each other. Where it is clear, no token spans the two bytes, so the
+/// byte-pair merge never joins them: a boundary every encoding of the text has.
+fn inside(tokens: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let mut bits = vec![0u64; 1 << 10];
+    for t in tokens.iter().flatten() {
+        for w in t.windows(2) {
+            let i = (w[0] as usize) << 8 | w[1] as usize;
+            bits[i / 64] |= 1 << (i % 64);
+        }
+    }
+    bits.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
 /// Rank of every 2-byte string (u32 LE, index `b0 << 8 | b1`, u32::MAX when not a token): the

@@ -30,6 +30,10 @@ pub const DIST_SATURATED: u64 = (1 << DIST_BITS) - 1;
 /// log2 of the front table's slot count.
 pub const FRONT_BITS: u32 = 16;
 
+/// log2 of the miss filter's bit count (2^21 bits, 256 KB, about 10 % set): most lookups of a
+/// merge are for strings that are no token, and the filter answers them with one bit.
+pub const FILTER_BITS: u32 = 21;
+
 /// Longest token either encoding has (both: 128 bytes); `len - 1` fits in `LEN_BITS`.
 pub const MAX_TOKEN_LEN: usize = 1 << LEN_BITS;
 

@@ -8,9 +8,12 @@ struct Aligned<B: ?Sized>(B);
 
 static TABLE_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vocab_table.bin")));
 static FRONT_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vocab_front.bin")));
+static FILTER_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vocab_filter.bin")));
 static TAILS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vocab_tails.bin"));
 static CL100K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_pairs.bin")));
 static O200K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_pairs.bin")));
+static CL100K_INSIDE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_inside.bin")));
+static O200K_INSIDE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_inside.bin")));
 
 #[cfg(target_endian = "big")]
 compile_error!("the generated tables are little-endian");
@@ -28,9 +31,11 @@ const fn as_u32s(bytes: &'static Aligned<[u8]>) -> &'static [u32] {
 
 static TABLE: &[u64] = as_words(TABLE_BYTES);
 static FRONT: &[u64] = as_words(FRONT_BYTES);
+static FILTER: &[u64] = as_words(FILTER_BYTES);
 
-pub static CL100K: Vocab = Vocab::new(CL100K_RANK_SHIFT, CL100K_RANK_BITS, as_u32s(CL100K_PAIRS));
-pub static O200K: Vocab = Vocab::new(O200K_RANK_SHIFT, O200K_RANK_BITS, as_u32s(O200K_PAIRS));
+pub static CL100K: Vocab =
+    Vocab::new(CL100K_RANK_SHIFT, CL100K_RANK_BITS, as_u32s(CL100K_PAIRS), as_words(CL100K_INSIDE));
+pub static O200K: Vocab = Vocab::new(O200K_RANK_SHIFT, O200K_RANK_BITS, as_u32s(O200K_PAIRS), as_words(O200K_INSIDE));
 
 /// Rank of "no such token".
 pub const NONE: u32 = u32::MAX;
@@ -38,6 +43,8 @@ pub const NONE: u32 = u32::MAX;
 pub struct Vocab {
     /// Rank of each 2-byte string, indexed by `b0 << 8 | b1`.
     pairs: &'static [u32],
+    /// One bit per 2-byte string: set if some token holds the two bytes next to each other.
+    inside: &'static [u64],
     rank_shift: u32,
     rank_mask: u64,
     shift: u32,
@@ -47,7 +54,7 @@ pub struct Vocab {
 const LEN_MASK: u64 = ((1 << LEN_BITS) - 1) << LEN_SHIFT;
 
 #[inline(always)]
-fn mask_of(len: usize) -> u64 {
+pub fn mask_of(len: usize) -> u64 {
     if len >= 8 {
         u64::MAX
     } else {
@@ -81,9 +88,9 @@ enum Rest<'a> {
 }
 
 impl Vocab {
-    const fn new(rank_shift: u32, rank_bits: u32, pairs: &'static [u32]) -> Vocab {
+    const fn new(rank_shift: u32, rank_bits: u32, pairs: &'static [u32], inside: &'static [u64]) -> Vocab {
         let bits = if TABLE.is_empty() { 0 } else { TABLE[0] as u32 };
-        Vocab { pairs, rank_shift, rank_mask: (1 << rank_bits) - 1, shift: 64 - bits, mask: (1usize << bits) - 1 }
+        Vocab { pairs, inside, rank_shift, rank_mask: (1 << rank_bits) - 1, shift: 64 - bits, mask: (1usize << bits) - 1 }
     }
 
     /// Rank of the 2-byte token `t[i..i + 2]`, or [`NONE`].
@@ -93,10 +100,17 @@ impl Vocab {
         self.pairs.get((a as usize) << 8 | b as usize).copied().unwrap_or(NONE)
     }
 
+    /// One bit per 2-byte string (index `b0 << 8 | b1`): clear when no token holds the two
+    /// bytes next to each other, so no merge ever joins them (see `bpe::count_merged`).
+    #[inline(always)]
+    pub fn inside(&self) -> Option<&'static [u64; 1024]> {
+        self.inside.try_into().ok()
+    }
+
     /// Bytes of static tables (for size reports): the shared table and tails, and this
     /// encoding's pair table.
     pub fn table_bytes(&self) -> (usize, usize) {
-        (TABLE.len() * 8 + FRONT.len() * 8 + TAILS.len(), self.pairs.len() * 4)
+        (TABLE.len() * 8 + FRONT.len() * 8 + FILTER.len() * 8 + TAILS.len(), self.pairs.len() * 4 + self.inside.len() * 8)
     }
 
     /// Rank of the token `t[start..end]`, or [`NONE`].
@@ -115,6 +129,30 @@ impl Vocab {
         } else {
             NONE
         }
+    }
+
+    /// [`Vocab::rank`] for the lookups of a merge, which mostly miss: the miss filter first,
+    /// then the main table (the front table holds whole words, rarely what a merge builds).
+    #[inline(always)]
+    pub fn rank_in_merge(&self, t: &[u8], start: usize, end: usize) -> u32 {
+        let len = end - start;
+        let (h, key, rest) = if len <= 8 {
+            let word = load8(t, start) & mask_of(len);
+            (hash_word(word, len), word, Rest::None)
+        } else if len <= 16 {
+            let w0 = load8(t, start);
+            let w1 = load8(t, start + 8) & mask_of(len - 8);
+            (hash_words2(w0, w1, len), w0, Rest::Word(w1))
+        } else if len <= MAX_TOKEN_LEN {
+            return self.rank_long(&t[start..end]);
+        } else {
+            return NONE;
+        };
+        let b = (h >> (64 - FILTER_BITS)) as usize;
+        if FILTER.get(b / 64).is_none_or(|w| w >> (b % 64) & 1 == 0) {
+            return NONE;
+        }
+        self.probe(h, key, len, rest)
     }
 
     #[inline(never)]
