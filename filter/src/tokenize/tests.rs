@@ -311,6 +311,14 @@ fn long_pieces_match_the_oracle() {
         texts.push(letters);
         let mixed: String = (0..len).map(|_| *rng.pick(&['a', 'B', 'é', 'ж', 'Ω', '日', 'ß'])).collect();
         texts.push(mixed);
+        // Split points (no token holds two neighbouring bytes) in every context: both cases
+        // of ASCII letters, and letters of many scripts with marks, CJK and emoji in between.
+        let cased: String = (0..len).map(|_| (if rng.below(2) == 0 { b'a' } else { b'A' } + rng.below(26) as u8) as char).collect();
+        texts.push(cased);
+        let scripts: String = (0..len / 2)
+            .map(|_| *rng.pick(&['q', 'X', 'ё', 'ψ', '中', '語', 'ש', 'ب', 'ก', '\u{301}', 'Ǆ', '😀', '🇫', 'ꙮ', 'ℵ']))
+            .collect();
+        texts.push(scripts);
     }
     for shape in adversarial(30_000) {
         texts.push(shape);
