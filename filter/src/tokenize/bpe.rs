@@ -117,17 +117,13 @@ fn count_small(v: &Vocab, t: &[u8], s: usize, e: usize) -> u64 {
     }
     let mut parts = n;
     loop {
-        let mut best = NONE;
-        let mut at = 0;
-        for (k, &r) in rank[..parts - 1].iter().enumerate() {
-            if r < best {
-                best = r;
-                at = k;
-            }
-        }
-        if best == NONE {
+        // The lowest rank, leftmost on ties, as one minimum over `rank << 8 | position` (no
+        // data-dependent branch in the scan).
+        let min = rank[..parts - 1].iter().enumerate().map(|(k, &r)| (r as u64) << 8 | k as u64).min();
+        let Some(min) = min.filter(|m| (m >> 8) as u32 != NONE) else {
             return parts as u64;
-        }
+        };
+        let at = (min & 0xff) as usize;
         // Merge parts `at` and `at + 1`: drop boundary `at + 1`.
         pos.copy_within(at + 2..=parts, at + 1);
         rank.copy_within(at + 2..parts, at + 1);
