@@ -2,9 +2,11 @@
 //! the adjacent pair whose concatenation has the lowest rank, the leftmost on ties.
 //!
 //! - A piece in the vocabulary is one token (one lookup).
-//! - Short pieces: tiktoken's own array scan, on the stack.
-//! - Longer pieces: a heap of candidate merges over a linked list of parts.
-//! - Long pieces (past `WINDOW` bytes) are merged in overlapping windows, so time is linear and
+//! - A piece is first cut where no token holds two neighbouring bytes (a bit table per
+//!   encoding): no merge ever crosses such a point, so the segments merge independently.
+//! - Short segments: tiktoken's own array scan, on the stack.
+//! - Longer segments: a heap of candidate merges over a linked list of parts.
+//! - Long segments (past `WINDOW` bytes) are merged in overlapping windows, so time is linear and
 //!   memory bounded. Two properties of BPE make the stitching exact (proved in the `bpe` crate's
 //!   README, "Properties of BPE"): any run of consecutive tokens of an encoding is itself the
 //!   encoding of its text, and two encodings that share a token at the same place join into
@@ -53,6 +55,13 @@ fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, 
         let pair = prev << 8 | b as usize;
         prev = b as usize;
         if inside[pair >> 6] >> (pair & 63) & 1 != 0 {
+            if k - a > WINDOW {
+                // A long stretch without a split point (random letters): the rest of the piece
+                // goes to the windowed merge as it is (split points inside it change nothing),
+                // which stops at the budget instead of scanning to the end first.
+                let (n, finished) = count_unsplit(v, scratch, t, s + a, e, budget.saturating_sub(total));
+                return (total + n, finished);
+            }
             continue;
         }
         // A split point before byte `k`: count the segment `a..k`.
