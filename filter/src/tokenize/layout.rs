@@ -28,7 +28,7 @@ pub const TAIL_BITS: u32 = 18;
 pub const DIST_SATURATED: u64 = (1 << DIST_BITS) - 1;
 
 /// log2 of the front table's slot count.
-pub const FRONT_BITS: u32 = 15;
+pub const FRONT_BITS: u32 = 16;
 
 /// log2 of the miss filter's bit count (2^21 bits, 256 KB, about 10 % set): most lookups of a
 /// merge are for strings that are no token, and the filter answers them with one bit.

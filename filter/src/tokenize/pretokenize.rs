@@ -88,7 +88,8 @@ const PREFIX_BYTES: u128 = {
 /// punctuation (optionally after a space), or a run of digits. `None` when the full scanner
 /// must decide (anything non-ASCII nearby, contractions, newlines after punctuation, long
 /// runs). Both patterns agree on these shapes except for capitals: cl100k takes any letters,
-/// o200k capitals then at least one lowercase letter (`U*W+`), and a capital ends its piece.
+/// o200k capitals then lowercase letters (`U*W+`, or `U+` when no lowercase letter follows),
+/// and a capital after a lowercase letter ends its piece.
 /// Past the end of `t` the loads read zeros, which end a word or digit run as the end does.
 #[inline(always)]
 pub fn ascii_piece(t: &[u8], i: usize, cl100k: bool) -> Option<usize> {
@@ -120,9 +121,10 @@ pub fn ascii_piece(t: &[u8], i: usize, cl100k: bool) -> Option<usize> {
         }
         let m = !lower & HIGH & (!0u64 << (u_end & !7));
         if m & (0x80 << (u_end & !7)) != 0 {
-            return None; // no lowercase letter after the capitals: decided in full
-        }
-        if m != 0 {
+            // Capitals not followed by a lowercase letter (" I", "HTTP"): `U*W+` fails, and
+            // `U+W*C?` takes the capitals, if the byte after them ends the piece.
+            (u_end, w)
+        } else if m != 0 {
             (m.trailing_zeros(), w)
         } else {
             let w1 = load8(t, i + 8);
