@@ -1,15 +1,18 @@
 //! The layout of the generated tables, shared word for word by `build.rs` (which writes them)
 //! and the runtime (which reads them), so the two can never disagree.
 //!
-//! Vocabulary: one open-addressing hash table for both encodings (215,219 distinct tokens; the
+//! Vocabulary: one open-addressing hash table for both encodings (215,221 distinct tokens; the
 //! two share 85,035), linear probing in Robin Hood order, 2^18 slots (load 0.82). A slot is two
 //! little-endian `u64`: the token's first 8 bytes (zero-padded) and a meta word with its rank in
 //! each encoding, its length, its distance from its home slot and, for tokens longer than 8
 //! bytes, where the rest of its bytes is in the tail pool. So a token of up to 8 bytes (most
 //! lookups: words, and the short pieces of every merge) is found by reading one 16-byte slot,
 //! with no second memory access; a miss stops at the first slot closer to its home than the
-//! probe is to ours (Robin Hood). Unicode: a two-level table (blocks of 128 code points) of
-//! character classes.
+//! probe is to ours (Robin Hood). In front of it, a 2-way set-associative table with the most
+//! frequent token(s) of each hash value (the same slot format), and a bit per hash value for the
+//! lookups of merges, which mostly miss. Per encoding: the rank of every 2-byte string, and a
+//! bit per 2-byte string telling whether any token holds those bytes next to each other.
+//! Unicode: a two-level table (blocks of 128 code points) of character classes.
 
 /// The meta word of a slot that holds no token (no token lacks both ranks).
 pub const EMPTY_META: u64 = u64::MAX;

@@ -16,7 +16,7 @@ mod vocab;
 
 use std::fmt;
 
-use vocab::{Vocab, NONE};
+use vocab::Vocab;
 
 /// The tiktoken encodings tokengate counts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,18 +100,9 @@ fn count_with(
     let mut total = 0u64;
     let mut i = 0;
     while i < t.len() {
-        // The common pieces (ASCII words, punctuation, digits) are decided from a load or two.
-        if let Some(e) = pretokenize::ascii_piece(t, i, cl100k) {
-            if vocab.rank(t, i, e) != NONE {
-                total += 1;
-                if total > limit {
-                    return Count::Over { counted: total, complete: e == t.len() };
-                }
-                i = e;
-                continue;
-            }
-        }
-        let e = next_piece(t, i);
+        // The common pieces (ASCII words, punctuation, digits) are decided from a load or two;
+        // the full scanner decides the rest.
+        let e = pretokenize::ascii_piece(t, i, cl100k).unwrap_or_else(|| next_piece(t, i));
         let (n, finished) = bpe::count_piece(vocab, &mut scratch, t, i, e, limit.saturating_sub(total));
         total += n;
         if total > limit {

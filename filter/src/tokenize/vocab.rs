@@ -87,6 +87,57 @@ enum Rest<'a> {
     Bytes(&'a [u8]),
 }
 
+/// What a lookup compares: the piece's hash, its first 8 bytes (zero-padded), its length and
+/// the rest of its bytes.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    hash: u64,
+    first: u64,
+    len: usize,
+    rest: Rest<'a>,
+}
+
+/// The key of `t[start..end]`; `None` for a piece longer than any token.
+#[inline(always)]
+fn key_of(t: &[u8], start: usize, end: usize) -> Option<Key<'_>> {
+    let len = end - start;
+    if len <= 8 {
+        let word = load8(t, start) & mask_of(len);
+        Some(Key { hash: hash_word(word, len), first: word, len, rest: Rest::None })
+    } else if len <= 16 {
+        let (w0, w1) = (load8(t, start), load8(t, start + 8) & mask_of(len - 8));
+        Some(Key { hash: hash_words2(w0, w1, len), first: w0, len, rest: Rest::Word(w1) })
+    } else if len <= MAX_TOKEN_LEN {
+        t.get(start..end).map(long_key)
+    } else {
+        None
+    }
+}
+
+/// The key of a piece of 17 to 128 bytes (rare: kept out of the inlined path).
+#[inline(never)]
+fn long_key(piece: &[u8]) -> Key<'_> {
+    Key { hash: hash_bytes(piece), first: load8(piece, 0), len: piece.len(), rest: Rest::Bytes(piece.get(8..).unwrap_or(&[])) }
+}
+
+/// Whether the miss filter allows a token with this hash (false: certainly none).
+#[inline(always)]
+fn may_hold(hash: u64) -> bool {
+    let b = (hash >> (64 - FILTER_BITS)) as usize;
+    FILTER.get(b / 64).is_some_and(|w| w >> (b % 64) & 1 != 0)
+}
+
+/// Whether a slot's bytes past the first 8 (from `meta`'s tail offset) equal the piece's.
+#[inline(always)]
+fn rest_matches(meta: u64, rest: Rest<'_>) -> bool {
+    let at = ((meta >> TAIL_SHIFT) & ((1 << TAIL_BITS) - 1)) as usize;
+    match rest {
+        Rest::None => true,
+        Rest::Word(w1) => load8(TAILS, at) & mask_of(((meta >> LEN_SHIFT) & 127) as usize + 1 - 8) == w1,
+        Rest::Bytes(b) => TAILS.get(at..at + b.len()) == Some(b),
+    }
+}
+
 impl Vocab {
     const fn new(rank_shift: u32, rank_bits: u32, pairs: &'static [u32], inside: &'static [u64]) -> Vocab {
         let bits = if TABLE.is_empty() { 0 } else { TABLE[0] as u32 };
@@ -116,67 +167,36 @@ impl Vocab {
     /// Rank of the token `t[start..end]`, or [`NONE`].
     #[inline(always)]
     pub fn rank(&self, t: &[u8], start: usize, end: usize) -> u32 {
-        let len = end - start;
-        if len <= 8 {
-            let word = load8(t, start) & mask_of(len);
-            self.find(hash_word(word, len), word, len, Rest::None)
-        } else if len <= 16 {
-            let w0 = load8(t, start);
-            let w1 = load8(t, start + 8) & mask_of(len - 8);
-            self.find(hash_words2(w0, w1, len), w0, len, Rest::Word(w1))
-        } else if len <= MAX_TOKEN_LEN {
-            self.rank_long(&t[start..end])
-        } else {
-            NONE
-        }
+        key_of(t, start, end).map_or(NONE, |k| self.find(k))
     }
 
     /// [`Vocab::rank`] for the lookups of a merge, which mostly miss: the miss filter first,
     /// then the main table (the front table holds whole words, rarely what a merge builds).
     #[inline(always)]
     pub fn rank_in_merge(&self, t: &[u8], start: usize, end: usize) -> u32 {
-        let len = end - start;
-        let (h, key, rest) = if len <= 8 {
-            let word = load8(t, start) & mask_of(len);
-            (hash_word(word, len), word, Rest::None)
-        } else if len <= 16 {
-            let w0 = load8(t, start);
-            let w1 = load8(t, start + 8) & mask_of(len - 8);
-            (hash_words2(w0, w1, len), w0, Rest::Word(w1))
-        } else if len <= MAX_TOKEN_LEN {
-            return self.rank_long(&t[start..end]);
-        } else {
-            return NONE;
-        };
-        let b = (h >> (64 - FILTER_BITS)) as usize;
-        if FILTER.get(b / 64).is_none_or(|w| w >> (b % 64) & 1 == 0) {
-            return NONE;
+        match key_of(t, start, end) {
+            Some(k) if may_hold(k.hash) => self.probe(k),
+            _ => NONE,
         }
-        self.probe(h, key, len, rest)
-    }
-
-    #[inline(never)]
-    fn rank_long(&self, piece: &[u8]) -> u32 {
-        self.find(hash_bytes(piece), load8(piece, 0), piece.len(), Rest::Bytes(piece.get(8..).unwrap_or(&[])))
     }
 
     /// The front table's set for the hash first (the two most frequent tokens with that index):
     /// frequent tokens are found in one 32-byte read, without probing.
     #[inline(always)]
-    fn find(&self, h: u64, key: u64, len: usize, rest: Rest<'_>) -> u32 {
-        let len_bits = ((len - 1) as u64) << LEN_SHIFT;
-        let (k0, m0, k1, m1) = match FRONT.get(2 + 4 * (h >> (64 - FRONT_BITS + 1)) as usize..) {
+    fn find(&self, k: Key<'_>) -> u32 {
+        let len_bits = ((k.len - 1) as u64) << LEN_SHIFT;
+        let (k0, m0, k1, m1) = match FRONT.get(2 + 4 * (k.hash >> (64 - FRONT_BITS + 1)) as usize..) {
             Some(&[k0, m0, k1, m1, ..]) => (k0, m0, k1, m1),
             _ => (0, EMPTY_META, 0, EMPTY_META),
         };
         // Both ways compared before one branch: which way holds a token is not predictable.
-        let (hit0, hit1) = ((k0 == key) & (m0 & LEN_MASK == len_bits), (k1 == key) & (m1 & LEN_MASK == len_bits));
+        let hit0 = (k0 == k.first) & (m0 & LEN_MASK == len_bits);
+        let hit1 = (k1 == k.first) & (m1 & LEN_MASK == len_bits);
         let m = if hit0 { m0 } else { m1 };
-        if (hit0 | hit1) && self.rest_matches(m, rest)
-        {
+        if (hit0 | hit1) && rest_matches(m, k.rest) {
             return self.rank_of(m);
         }
-        self.probe(h, key, len, rest)
+        self.probe(k)
     }
 
     #[inline(always)]
@@ -193,31 +213,21 @@ impl Vocab {
     /// The probe: slots from the hash's home on, until the token or a slot that proves its
     /// absence (empty, or closer to its own home than we are to ours).
     #[inline(never)]
-    fn probe(&self, h: u64, key: u64, len: usize, rest: Rest<'_>) -> u32 {
-        let len_bits = ((len - 1) as u64) << LEN_SHIFT;
-        let mut i = (h >> self.shift) as usize;
+    fn probe(&self, k: Key<'_>) -> u32 {
+        let len_bits = ((k.len - 1) as u64) << LEN_SHIFT;
+        let mut i = (k.hash >> self.shift) as usize;
         let mut d = 0u64;
         loop {
-            let (k, m) = self.slot(i);
+            let (first, m) = self.slot(i);
             let dist = (m >> DIST_SHIFT) & DIST_SATURATED;
             if m == EMPTY_META || (dist < d && dist != DIST_SATURATED) {
                 return NONE;
             }
-            if k == key && m & LEN_MASK == len_bits && self.rest_matches(m, rest) {
+            if first == k.first && m & LEN_MASK == len_bits && rest_matches(m, k.rest) {
                 return self.rank_of(m);
             }
             i = (i + 1) & self.mask;
             d += 1;
-        }
-    }
-
-    #[inline(always)]
-    fn rest_matches(&self, meta: u64, rest: Rest<'_>) -> bool {
-        let at = ((meta >> TAIL_SHIFT) & ((1 << TAIL_BITS) - 1)) as usize;
-        match rest {
-            Rest::None => true,
-            Rest::Word(w1) => load8(TAILS, at) & mask_of(((meta >> LEN_SHIFT) & 127) as usize + 1 - 8) == w1,
-            Rest::Bytes(b) => TAILS.get(at..at + b.len()) == Some(b),
         }
     }
 
