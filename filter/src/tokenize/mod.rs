@@ -172,12 +172,6 @@ impl Tokenizer {
             piece
         })
     }
-
-    /// Bytes of static tables behind this encoding: the hash table and tail pool that both
-    /// encodings share, and this encoding's own 2-byte table.
-    pub fn table_bytes(&self) -> (usize, usize) {
-        self.vocab.table_bytes()
-    }
 }
 
 #[cfg(test)]

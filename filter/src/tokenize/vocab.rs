@@ -158,12 +158,6 @@ impl Vocab {
         self.inside.try_into().ok()
     }
 
-    /// Bytes of static tables (for size reports): the shared table and tails, and this
-    /// encoding's pair table.
-    pub fn table_bytes(&self) -> (usize, usize) {
-        (TABLE.len() * 8 + FRONT.len() * 8 + FILTER.len() * 8 + TAILS.len(), self.pairs.len() * 4 + self.inside.len() * 8)
-    }
-
     /// Rank of the token `t[start..end]`, or [`NONE`].
     #[inline(always)]
     pub fn rank(&self, t: &[u8], start: usize, end: usize) -> u32 {
