@@ -33,6 +33,7 @@ fn main() {
     write(&out.join("o200k_pairs.bin"), &pairs(&o200k));
     write(&out.join("cl100k_inside.bin"), &inside(&cl100k));
     write(&out.join("o200k_inside.bin"), &inside(&o200k));
+    write(&out.join("span_filter.bin"), &span_filter(&cl100k, &o200k));
 }
 
 fn fail(e: impl std::fmt::Display) -> ! {
@@ -192,6 +193,36 @@ fn inside(tokens: &[Option<Vec<u8>>]) -> Vec<u8> {
             bits[i / 64] |= 1 << (i % 64);
         }
     }
+    bits.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// The span filter (`layout::span_hash`): for every token of each encoding and every boundary
+/// inside it, the window of up to 2 bytes on each side, with how many bytes the token has on
+/// each side (1, or 2 for "2 or more"). A token spanning a boundary of a text puts exactly one of
+/// these keys there, so where none of the four is present no token spans it.
+fn span_filter(cl100k: &[Option<Vec<u8>>], o200k: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let mut bits = vec![0u64; (1 << SPAN_BITS) / 64];
+    let mut keys = std::collections::HashSet::new();
+    for (o, tokens) in [(false, cl100k), (true, o200k)] {
+        for t in tokens.iter().flatten() {
+            for j in 1..t.len() {
+                let (left, right) = (j.min(2), (t.len() - j).min(2));
+                if left == 1 && right == 1 {
+                    continue;
+                }
+                let window = t[j - left..j + right].iter().rev().fold(0u32, |w, &b| w << 8 | b as u32);
+                keys.insert((o, window, left, right));
+            }
+        }
+    }
+    for &(o, window, left, right) in &keys {
+        let (a, b) = span_hash(o, window, left, right);
+        bits[a / 64] |= 1 << (a % 64);
+        bits[b / 64] |= 1 << (b % 64);
+    }
+    let set: u32 = bits.iter().map(|w| w.count_ones()).sum();
+    // For the record (build.rs output in target/).
+    println!("span filter: {} keys, {:.1} % of bits set", keys.len(), 100.0 * set as f64 / (1u64 << SPAN_BITS) as f64);
     bits.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 

@@ -2,8 +2,9 @@
 //! the adjacent pair whose concatenation has the lowest rank, the leftmost on ties.
 //!
 //! - A piece in the vocabulary is one token (one lookup).
-//! - A piece is first cut where no token holds two neighbouring bytes (a bit table per
-//!   encoding): no merge ever crosses such a point, so the segments merge independently.
+//! - A piece is first cut where no token can span a boundary (a bit per byte pair, then a filter
+//!   of the windows tokens hold around their inner boundaries): no merge ever crosses such a
+//!   point, so the segments merge independently.
 //! - Short segments: tiktoken's own array scan, on the stack.
 //! - Longer segments: a heap of candidate merges over a linked list of parts.
 //! - Long segments (past `WINDOW` bytes) are merged in overlapping windows, so time is linear and
@@ -39,11 +40,12 @@ pub fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usiz
 
 #[inline(never)]
 fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
-    // Split the piece where no token holds two neighbouring bytes (`Vocab::inside`): no merge
-    // crosses such a point, and the merges on either side never change the pairs of the other,
-    // so each segment merges on its own to the same tokens. Text mixing scripts splits every
-    // few bytes (1 MB of it: 137 → 37 ms in wasm); a segment like the one before (periodic
-    // text: emoji, repeated characters) reuses its count.
+    // Split the piece where no token holds the two neighbouring bytes (`Vocab::inside`): no
+    // merge crosses such a point, and the merges on either side never change the pairs of the
+    // other, so each segment merges on its own to the same tokens. Text mixing scripts splits
+    // every few bytes (1 MB of it: 137 → 37 ms in wasm); a segment like the one before
+    // (periodic text: emoji, repeated characters) reuses its count. Longer segments are cut
+    // further where the windows around a boundary show no token can span it (`count_refined`).
     let (Some(inside), Some(piece)) = (v.inside(), t.get(s..e)) else {
         return count_unsplit(v, scratch, t, s, e, budget);
     };
@@ -70,7 +72,7 @@ fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, 
         let n = if len <= 8 && memo.0 == len && memo.1 == word {
             memo.2
         } else {
-            let (n, _) = count_segment(v, scratch, t, s + a, s + k, budget.saturating_sub(total));
+            let n = count_part(v, scratch, t, s + a, s + k, budget.saturating_sub(total));
             memo = (len, word, n);
             n
         };
@@ -81,10 +83,54 @@ fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, 
         a = k;
     }
     if a == 0 {
-        return count_unsplit(v, scratch, t, s, e, budget);
+        // No split point: the piece is no token (`count_piece` looked it up).
+        return if e - s > WINDOW {
+            count_unsplit(v, scratch, t, s, e, budget)
+        } else {
+            let n = count_refined(v, scratch, t, s, e, budget);
+            (n, n <= budget)
+        };
     }
-    let (n, finished) = count_segment(v, scratch, t, s + a, e, budget.saturating_sub(total));
-    (total + n, finished)
+    let n = count_part(v, scratch, t, s + a, e, budget.saturating_sub(total));
+    (total + n, total + n <= budget)
+}
+
+/// A segment between split points (at most `WINDOW + 1` bytes): one token, or cut further and
+/// merged.
+#[inline(always)]
+fn count_part(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
+    if e - s == 1 || v.rank(t, s, e) != NONE {
+        1
+    } else {
+        count_refined(v, scratch, t, s, e, budget)
+    }
+}
+
+/// Cuts `t[s..e]` (no token) wherever no token can span the boundary (`Vocab::spans`: the
+/// windows of up to 2 bytes on each side) and counts the parts. CJK text, whose byte pairs all
+/// occur inside some token, mostly splits into single characters here (64 KB of CJK: 29 % fewer instructions with
+/// cl100k, 20 % with o200k; 1 MB of mixed scripts: 15 % and 25 %).
+#[inline(never)]
+fn count_refined(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
+    let Some(seg) = t.get(s..e) else {
+        return count_unsplit(v, scratch, t, s, e, budget).0;
+    };
+    let mut total = 0u64;
+    let mut a = 0;
+    for k in 1..seg.len() {
+        if v.spans(seg, k) {
+            continue;
+        }
+        total += count_segment(v, scratch, t, s + a, s + k, budget.saturating_sub(total)).0;
+        if total > budget {
+            return total;
+        }
+        a = k;
+    }
+    if a == 0 {
+        return count_unsplit(v, scratch, t, s, e, budget).0;
+    }
+    total + count_segment(v, scratch, t, s + a, e, budget.saturating_sub(total)).0
 }
 
 /// A segment of a piece: one token, or merged.

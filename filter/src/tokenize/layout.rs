@@ -11,7 +11,9 @@
 //! probe is to ours (Robin Hood). In front of it, a 2-way set-associative table with the most
 //! frequent token(s) of each hash value (the same slot format), and a bit per hash value for the
 //! lookups of merges, which mostly miss. Per encoding: the rank of every 2-byte string, and a
-//! bit per 2-byte string telling whether any token holds those bytes next to each other.
+//! bit per 2-byte string telling whether any token holds those bytes next to each other. For
+//! both encodings: a Bloom filter of the up-to-4-byte windows that tokens hold around each of
+//! their inner boundaries (`span_hash`), which finds where no token can span a boundary.
 //! Unicode: a two-level table (blocks of 128 code points) of character classes.
 
 /// The meta word of a slot that holds no token (no token lacks both ranks).
@@ -36,6 +38,25 @@ pub const FRONT_BITS: u32 = 16;
 /// log2 of the miss filter's bit count (2^21 bits, 256 KB, about 10 % set): most lookups of a
 /// merge are for strings that are no token, and the filter answers them with one bit.
 pub const FILTER_BITS: u32 = 21;
+
+/// log2 of the span filter's bit count (2^21 bits, 256 KB). It holds 250,655 keys (cl100k
+/// 91,433 and o200k 159,222), two bits each, so about 4 % of absent keys test present, which
+/// only costs a split point.
+pub const SPAN_BITS: u32 = 21;
+
+/// The span filter's two bit indexes for a window of a token around one of its inner
+/// boundaries: `window` holds the `left` (1 or 2) bytes before the boundary then the `right`
+/// (1 or 2) bytes after it, little-endian; `left == 1` means the token starts one byte before
+/// the boundary, `right == 1` that it ends one byte after. (`left == right == 1`, a 2-byte
+/// token, is never stored: the pair table answers it.) `o200k` keeps the encodings apart.
+#[inline(always)]
+pub fn span_hash(o200k: bool, window: u32, left: usize, right: usize) -> (usize, usize) {
+    let key = window as u64 | ((left as u64) << 32) | ((right as u64) << 34) | ((o200k as u64) << 36);
+    let mut h = key.wrapping_mul(K);
+    h ^= h >> 29;
+    h = h.wrapping_mul(LEN_K);
+    ((h >> (64 - SPAN_BITS)) as usize, ((h >> 8) as usize) & ((1 << SPAN_BITS) - 1))
+}
 
 /// Longest token either encoding has (both: 128 bytes); `len - 1` fits in `LEN_BITS`.
 pub const MAX_TOKEN_LEN: usize = 1 << LEN_BITS;

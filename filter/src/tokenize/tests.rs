@@ -353,3 +353,49 @@ pub fn adversarial(len: usize) -> Vec<String> {
         mixed,
     ]
 }
+
+/// The span filter may only ever say "no token spans here" where that is true: every boundary
+/// inside every token of both encodings must test as spannable.
+#[test]
+fn span_filter_holds_every_token_boundary() {
+    let encodings = [(Encoding::Cl100kBase, &super::vocab::CL100K, 100_256), (Encoding::O200kBase, &super::vocab::O200K, 199_998)];
+    for (enc, vocab, ordinary) in encodings {
+        let bpe = &oracle(enc).bpe;
+        let mut boundaries = 0u64;
+        for rank in 0..ordinary {
+            let Ok(token) = bpe.decode_bytes(&[rank]) else { continue };
+            for j in 1..token.len() {
+                assert!(vocab.spans(&token, j), "{enc}: token {rank} {token:?} at {j}");
+                boundaries += 1;
+            }
+        }
+        assert!(boundaries > 400_000, "{enc}: only {boundaries} boundaries checked");
+    }
+}
+
+/// Scripts run together without spaces (one long piece each), cut at random characters: the
+/// pieces are cut where the span filter allows, merged in parts, and must count as the oracle.
+#[test]
+fn run_together_scripts_match_the_oracle() {
+    let chars: Vec<Vec<char>> = CORPUS.iter().map(|line| line.chars().filter(|c| c.is_alphabetic()).collect()).collect();
+    let mut rng = Rng::new(11);
+    let mut mismatches = Vec::new();
+    for _ in 0..3000 {
+        let mut text = String::new();
+        for _ in 0..1 + rng.below(4) {
+            let line = rng.pick(&chars);
+            if line.is_empty() {
+                continue;
+            }
+            let a = rng.below(line.len());
+            let b = (a + 1 + rng.below(40)).min(line.len());
+            text.extend(&line[a..b]);
+        }
+        for enc in ENCODINGS {
+            if let Err(e) = check(enc, &text) {
+                mismatches.push(e);
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{} mismatches, first: {}", mismatches.len(), mismatches[0]);
+}

@@ -14,6 +14,7 @@ static CL100K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT
 static O200K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_pairs.bin")));
 static CL100K_INSIDE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_inside.bin")));
 static O200K_INSIDE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_inside.bin")));
+static SPAN_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/span_filter.bin")));
 
 #[cfg(target_endian = "big")]
 compile_error!("the generated tables are little-endian");
@@ -32,10 +33,12 @@ const fn as_u32s(bytes: &'static Aligned<[u8]>) -> &'static [u32] {
 static TABLE: &[u64] = as_words(TABLE_BYTES);
 static FRONT: &[u64] = as_words(FRONT_BYTES);
 static FILTER: &[u64] = as_words(FILTER_BYTES);
+static SPAN: &[u64] = as_words(SPAN_BYTES);
 
 pub static CL100K: Vocab =
-    Vocab::new(CL100K_RANK_SHIFT, CL100K_RANK_BITS, as_u32s(CL100K_PAIRS), as_words(CL100K_INSIDE));
-pub static O200K: Vocab = Vocab::new(O200K_RANK_SHIFT, O200K_RANK_BITS, as_u32s(O200K_PAIRS), as_words(O200K_INSIDE));
+    Vocab::new(false, CL100K_RANK_SHIFT, CL100K_RANK_BITS, as_u32s(CL100K_PAIRS), as_words(CL100K_INSIDE));
+pub static O200K: Vocab =
+    Vocab::new(true, O200K_RANK_SHIFT, O200K_RANK_BITS, as_u32s(O200K_PAIRS), as_words(O200K_INSIDE));
 
 /// Rank of "no such token".
 pub const NONE: u32 = u32::MAX;
@@ -45,6 +48,8 @@ pub struct Vocab {
     pairs: &'static [u32],
     /// One bit per 2-byte string: set if some token holds the two bytes next to each other.
     inside: &'static [u64],
+    /// Which encoding's keys of the span filter are ours.
+    o200k: bool,
     rank_shift: u32,
     rank_mask: u64,
     shift: u32,
@@ -139,9 +144,9 @@ fn rest_matches(meta: u64, rest: Rest<'_>) -> bool {
 }
 
 impl Vocab {
-    const fn new(rank_shift: u32, rank_bits: u32, pairs: &'static [u32], inside: &'static [u64]) -> Vocab {
+    const fn new(o200k: bool, rank_shift: u32, rank_bits: u32, pairs: &'static [u32], inside: &'static [u64]) -> Vocab {
         let bits = if TABLE.is_empty() { 0 } else { TABLE[0] as u32 };
-        Vocab { pairs, inside, rank_shift, rank_mask: (1 << rank_bits) - 1, shift: 64 - bits, mask: (1usize << bits) - 1 }
+        Vocab { pairs, inside, o200k, rank_shift, rank_mask: (1 << rank_bits) - 1, shift: 64 - bits, mask: (1usize << bits) - 1 }
     }
 
     /// Rank of the 2-byte token `t[i..i + 2]`, or [`NONE`].
@@ -156,6 +161,33 @@ impl Vocab {
     #[inline(always)]
     pub fn inside(&self) -> Option<&'static [u64; 1024]> {
         self.inside.try_into().ok()
+    }
+
+    /// Whether some token may span the boundary before `p[i]` (`0 < i < p.len()`), that is, be
+    /// `p[s..e]` with `s < i < e`; false means certainly none. Such a token starts 1 or at least
+    /// 2 bytes before the boundary and ends 1 or at least 2 bytes after it: the 2-byte case is
+    /// the pair table, the other three the span filter (see `layout::span_hash`).
+    #[inline]
+    pub fn spans(&self, p: &[u8], i: usize) -> bool {
+        let (Some(&b1), Some(&b2)) = (p.get(i.wrapping_sub(1)), p.get(i)) else { return true };
+        if self.pairs.get((b1 as usize) << 8 | b2 as usize).is_none_or(|&r| r != NONE) {
+            return true;
+        }
+        let (b0, b3) = (p.get(i.wrapping_sub(2)).copied(), p.get(i + 1).copied());
+        let mid = b1 as u32 | (b2 as u32) << 8;
+        let present = |window: u32, left: usize, right: usize| {
+            let (a, b) = span_hash(self.o200k, window, left, right);
+            let bit = |k: usize| SPAN.get(k / 64).is_none_or(|w| w >> (k % 64) & 1 != 0);
+            bit(a) && bit(b)
+        };
+        if let Some(b3) = b3 {
+            if present(mid | (b3 as u32) << 16, 1, 2) {
+                return true;
+            }
+        }
+        let Some(b0) = b0 else { return false };
+        let left2 = b0 as u32 | mid << 8;
+        present(left2, 2, 1) || b3.is_some_and(|b3| present(left2 | (b3 as u32) << 24, 2, 2))
     }
 
     /// Rank of the token `t[start..end]`, or [`NONE`].
