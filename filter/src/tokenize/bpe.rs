@@ -59,10 +59,10 @@ fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, 
         if inside[pair >> 6] >> (pair & 63) & 1 != 0 {
             if k - a > WINDOW {
                 // A long stretch without a split point (random letters): the rest of the piece
-                // goes to the windowed merge as it is (split points inside it change nothing),
-                // which stops at the budget instead of scanning to the end first.
-                let (n, finished) = count_unsplit(v, scratch, t, s + a, e, budget.saturating_sub(total));
-                return (total + n, finished);
+                // is cut where the windows allow, as it goes, so it stops at the budget instead
+                // of scanning to the end first.
+                let n = count_refined(v, scratch, t, s + a, e, budget.saturating_sub(total));
+                return (total + n, total + n <= budget);
             }
             continue;
         }
@@ -119,6 +119,10 @@ fn count_refined(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize,
     let mut a = 0;
     for k in 1..seg.len() {
         if v.spans(seg, k) {
+            if k - a > WINDOW {
+                // Long enough without a split point: the rest goes to the windowed merge.
+                return total + count_unsplit(v, scratch, t, s + a, e, budget.saturating_sub(total)).0;
+            }
             continue;
         }
         total += count_segment(v, scratch, t, s + a, s + k, budget.saturating_sub(total)).0;
