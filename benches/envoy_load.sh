@@ -153,6 +153,7 @@ for name in none noop tokengate; do
     sleep 6  # stats_flush_interval: histograms are merged every 5 s
     tok=$(curl -s "http://127.0.0.1:$ADMIN/stats?filter=tokenize_us" | grep -o 'P50([^,]*,[^)]*)' | head -1 \
       | sed 's/P50(\([^,]*\),\([^)]*\))/\2/')
+    case "$tok" in ''|nan) ;; *) tok=$(printf '%.0f' "$tok") ;; esac
   fi
   stop_envoy
   printf '| %s | %.2f | %s | %s | %s | %.0f | %.1f |\n' "$name" "$ready" "$rps" "$p50" "${tok:-?}" \

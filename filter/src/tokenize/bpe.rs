@@ -107,9 +107,12 @@ fn count_part(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, bu
 }
 
 /// Cuts `t[s..e]` (no token) wherever no token can span the boundary (`Vocab::spans`: the
-/// windows of up to 2 bytes on each side) and counts the parts. CJK text, whose byte pairs all
-/// occur inside some token, mostly splits into single characters here (64 KB of CJK: 29 % fewer instructions with
-/// cl100k, 20 % with o200k; 1 MB of mixed scripts: 15 % and 25 %).
+/// windows of up to 2 bytes on each side) and counts the parts; past `WINDOW` bytes without such
+/// a point, the rest goes to the windowed merge. CJK text, whose byte pairs all occur inside
+/// some token, mostly splits into single characters here (64 KB of CJK: 29 % fewer
+/// instructions with cl100k, 20 % with o200k; 1 MB of mixed scripts: 15 % and 25 %); random
+/// lowercase letters into parts of a few to a few hundred bytes. Returns the count, or a number
+/// over `budget` once it passes it.
 #[inline(never)]
 fn count_refined(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
     let Some(seg) = t.get(s..e) else {
