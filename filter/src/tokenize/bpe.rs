@@ -84,12 +84,8 @@ fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, 
     }
     if a == 0 {
         // No split point: the piece is no token (`count_piece` looked it up).
-        return if e - s > WINDOW {
-            count_unsplit(v, scratch, t, s, e, budget)
-        } else {
-            let n = count_refined(v, scratch, t, s, e, budget);
-            (n, n <= budget)
-        };
+        let n = count_refined(v, scratch, t, s, e, budget);
+        return (n, n <= budget);
     }
     let n = count_part(v, scratch, t, s + a, e, budget.saturating_sub(total));
     (total + n, total + n <= budget)
@@ -140,7 +136,7 @@ fn count_refined(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize,
     total + count_segment(v, scratch, t, s + a, e, budget.saturating_sub(total)).0
 }
 
-/// A segment of a piece: one token, or merged.
+/// A part cut by `count_refined` (no further cut possible): one token, or merged.
 #[inline(always)]
 fn count_segment(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
     if e - s == 1 || v.rank(t, s, e) != NONE {
