@@ -199,7 +199,8 @@ fn inside(tokens: &[Option<Vec<u8>>]) -> Vec<u8> {
 /// The span filter (`layout::span_hash`): for every token of each encoding and every boundary
 /// inside it, the window of up to 2 bytes on each side, with how many bytes the token has on
 /// each side (1, or 2 for "2 or more"). A token spanning a boundary of a text puts exactly one of
-/// these keys there, so where none of the four is present no token spans it.
+/// these keys there; the 2-byte tokens (1 and 1) are left to the pair table, so where neither it
+/// nor the filter holds one of the four, no token spans the boundary.
 fn span_filter(cl100k: &[Option<Vec<u8>>], o200k: &[Option<Vec<u8>>]) -> Vec<u8> {
     let mut bits = vec![0u64; (1 << SPAN_BITS) / 64];
     let mut keys = std::collections::HashSet::new();
