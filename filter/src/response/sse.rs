@@ -201,7 +201,7 @@ fn event_json(event: &[u8]) -> Option<Value> {
     if data.is_empty() || data == "[DONE]" {
         return None;
     }
-    serde_json::from_str(&data).ok()
+    serde_json::from_slice(data.as_bytes()).ok()
 }
 
 #[cfg(test)]

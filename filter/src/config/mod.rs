@@ -1,14 +1,17 @@
 //! Plugin configuration: the raw JSON an operator writes, validated once into a `Config`.
 //!
-//! Two phases: [`RawConfig`] is what serde reads (unknown fields are an error, so a typo is never a
-//! silent default), and [`Config::from_json`] range-checks every value and resolves the model rules.
+//! Two phases: [`RawConfig`] is what the JSON says (read in `raw.rs`; unknown fields are an error,
+//! so a typo is never a silent default), and [`Config::from_json`] range-checks every value and
+//! resolves the model rules.
 //! Every default and every bound lives in this file.
 
-use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::fmt;
 
 use crate::tokenize::Encoding;
+
+mod raw;
+pub use raw::{RawApiKey, RawConfig, RawKeyLimits, RawModelRule, RawQuota, RawRouting, RawSizeClass};
 
 /// Largest accepted token limit (prompt or output): far above any model's context, low enough
 /// that sums of limits never overflow.
@@ -49,7 +52,7 @@ const BUILTIN_RULES: &[(&str, Encoding)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// Not JSON, a wrong type, or an unknown field (serde's message names it).
+    /// Not JSON, a wrong type, an unknown or a missing field; the message names the field.
     Syntax(String),
     /// A field parsed but its value is out of range or inconsistent.
     InvalidValue { field: String, reason: String },
@@ -67,107 +70,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// The configuration as written in the Envoy filter's `configuration` string.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    #[serde(default)]
-    pub encoding: Option<String>,
-    #[serde(default)]
-    pub models: Vec<RawModelRule>,
-    #[serde(default)]
-    pub max_prompt_tokens: Option<u64>,
-    #[serde(default)]
-    pub max_output_tokens: Option<u64>,
-    #[serde(default)]
-    pub max_body_bytes: Option<u64>,
-    #[serde(default)]
-    pub api_key: Option<RawApiKey>,
-    #[serde(default)]
-    pub image_tokens: Option<u64>,
-    #[serde(default)]
-    pub routing: Option<RawRouting>,
-    #[serde(default)]
-    pub quota: Option<RawQuota>,
-}
-
-/// The `quota` object. Its three limit fields repeat [`RawKeyLimits`] on purpose: serde's
-/// `flatten` would switch off `deny_unknown_fields`, and a misspelt limit must be an error.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawQuota {
-    #[serde(default, deserialize_with = "present")]
-    pub tokens_per_minute: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "present")]
-    pub tokens_per_day: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "present")]
-    pub requests_per_minute: Option<Option<u64>>,
-    #[serde(default)]
-    pub default_output_reservation: Option<u64>,
-    #[serde(default)]
-    pub overrides: HashMap<String, RawKeyLimits>,
-    #[serde(default)]
-    pub max_tracked_keys: Option<u64>,
-}
-
-/// The limits of a key in `quota.overrides`. An absent field inherits the default and `null`
-/// turns that limit off; hence the double option.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawKeyLimits {
-    #[serde(default, deserialize_with = "present")]
-    pub tokens_per_minute: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "present")]
-    pub tokens_per_day: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "present")]
-    pub requests_per_minute: Option<Option<u64>>,
-}
-
-/// `Some(value)` for a field that is present, even as `null`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
-    Option::<u64>::deserialize(d).map(Some)
-}
-
-/// The `routing` object: how Envoy may route on the counted size.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRouting {
-    #[serde(default)]
-    pub clear_route_cache: Option<bool>,
-    #[serde(default)]
-    pub classes: Vec<RawSizeClass>,
-}
-
-/// One entry of `routing.classes`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSizeClass {
-    pub name: String,
-    pub max_tokens: u64,
-}
-
-/// One entry of `models`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawModelRule {
-    #[serde(rename = "match")]
-    pub pattern: String,
-    #[serde(default)]
-    pub encoding: Option<String>,
-    #[serde(default)]
-    pub max_prompt_tokens: Option<u64>,
-}
-
-/// The `api_key` object.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawApiKey {
-    #[serde(default)]
-    pub header: Option<String>,
-    #[serde(default)]
-    pub required: Option<bool>,
-}
 
 /// A model-name pattern: an exact name, or a prefix when written with a trailing `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,17 +208,7 @@ impl Config {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Config::try_from(RawConfig::default());
         }
-        // The path names the field even in type errors (`quota.tokens_per_minute: invalid type ...`).
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            match path.as_str() {
-                "." | "" => ConfigError::Syntax(e.into_inner().to_string()),
-                _ => ConfigError::Syntax(format!("`{path}`: {}", e.into_inner())),
-            }
-        })?;
-        de.end().map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        Config::try_from(raw)
+        Config::try_from(RawConfig::from_json(bytes)?)
     }
 
     /// The encoding and prompt limit for a request naming `model` (or none).
@@ -437,12 +329,7 @@ impl TryFrom<RawConfig> for Config {
 }
 
 fn parse_quota(raw: RawQuota) -> Result<QuotaConfig, ConfigError> {
-    let defaults = RawKeyLimits {
-        tokens_per_minute: raw.tokens_per_minute,
-        tokens_per_day: raw.tokens_per_day,
-        requests_per_minute: raw.requests_per_minute,
-    };
-    let limits = key_limits("quota", &defaults, KeyLimits::default())?;
+    let limits = key_limits("quota", &raw.limits, KeyLimits::default())?;
     if limits == KeyLimits::default() {
         return Err(ConfigError::InvalidValue {
             field: "quota".to_owned(),
@@ -651,7 +538,7 @@ mod tests {
         assert!(err(r#"{"max_prompt_token": 5}"#).contains("unknown field `max_prompt_token`"));
         assert_eq!(
             err(r#"{"max_prompt_tokens": "lots"}"#),
-            "invalid tokengate configuration: `max_prompt_tokens`: invalid type: string \"lots\", expected u64 at line 1 column 28"
+            "invalid tokengate configuration: `max_prompt_tokens`: invalid type: expected an unsigned integer, got string \"lots\""
         );
         assert!(err(r#"{"quota": {"overrides": {"0123456789abcdef": {"tokens_per_day": "x"}}}}"#)
             .contains("`quota.overrides.0123456789abcdef.tokens_per_day`: invalid type"));
@@ -660,6 +547,53 @@ mod tests {
         assert!(err(r#"{"models": [{"match": "a", "encodin": "x"}]}"#).contains("unknown field"));
         assert!(err("not json").contains("invalid tokengate configuration"));
         assert!(err(r#"{"max_prompt_tokens": -1}"#).contains("invalid"));
+    }
+
+    #[test]
+    fn read_errors_name_the_path_and_what_was_found() {
+        assert_eq!(err("[]"), "invalid tokengate configuration: invalid type: expected an object, got an array");
+        assert_eq!(
+            err(r#"{"models": {}}"#),
+            "invalid tokengate configuration: `models`: invalid type: expected an array, got an object"
+        );
+        assert_eq!(
+            err(r#"{"models": [{"match": "a", "max_prompt_tokens": 1.5}]}"#),
+            "invalid tokengate configuration: `models[0].max_prompt_tokens`: invalid type: expected an unsigned integer, got a fractional number"
+        );
+        assert_eq!(
+            err(r#"{"max_body_bytes": -3}"#),
+            "invalid tokengate configuration: `max_body_bytes`: invalid type: expected an unsigned integer, got -3"
+        );
+        assert_eq!(
+            err(r#"{"routing": {"classes": [{"name": "a"}]}}"#),
+            "invalid tokengate configuration: `routing.classes[0]`: missing field `max_tokens`"
+        );
+        assert_eq!(
+            err(r#"{"api_key": {"header": "x", "requird": true}}"#),
+            "invalid tokengate configuration: `api_key`: unknown field `requird`, expected one of `header`, `required`"
+        );
+        assert!(err(r#"{"quota": {"tokens_per_minute": 5, "overrides": []}}"#)
+            .contains("`quota.overrides`: invalid type: expected an object of key ids, got an array"));
+        assert!(err(r#"{"api_key": {"required": "yes"}}"#).contains("`api_key.required`: invalid type: expected a boolean"));
+        let long = "x".repeat(100);
+        assert!(err(&format!(r#"{{"encoding": 7, "models": [{{"match": 1}}], "x": "{long}"}}"#)).contains("unknown field `x`"));
+        assert!(err(r#"{"models": [{"match": 1}]}"#).ends_with("`models[0].match`: invalid type: expected a string, got 1"));
+    }
+
+    #[test]
+    fn null_is_an_absent_field_except_for_quota_limits() {
+        let c = Config::from_json(br#"{"encoding": null, "models": null, "max_prompt_tokens": null, "api_key": null,
+            "routing": null, "quota": null}"#)
+            .unwrap();
+        assert_eq!(c, defaults());
+        // In quota limits, null removes a limit the key would otherwise inherit.
+        let c = Config::from_json(br#"{"quota": {"tokens_per_minute": 10, "tokens_per_day": 100,
+            "overrides": {"0123456789abcdef": {"tokens_per_day": null}}}}"#)
+            .unwrap();
+        let q = c.quota.unwrap();
+        assert_eq!(q.limits_for("0123456789abcdef").tokens_per_day, None);
+        assert_eq!(q.limits_for("0123456789abcdef").tokens_per_minute, Some(10));
+        assert_eq!(q.limits_for("ffffffffffffffff").tokens_per_day, Some(100));
     }
 
     #[test]
