@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Envoy load comparison, all in one run on loopback: no filter, the no-op wasm filter
 # (benches/noop-filter: buffer + parse JSON + add header) and tokengate, with a 4 KB chat body.
-# Per configuration: time to /ready, req/s and latency (wrk, 1 worker), tokengate's tokenize_us p50,
-# and RSS per additional worker (concurrency 1 vs 5, idle after start). The backend is a second
+# Per configuration: time to /ready and Envoy's CPU time until then, req/s and latency (wrk, 1
+# worker), Envoy's CPU time per request during the wrk run (user + system; steadier than req/s on
+# a shared machine, where wrk and the backend compete for the same cores), tokengate's tokenize_us
+# p50, and RSS per additional worker (concurrency 1 vs 5, idle after start). The backend is a second
 # Envoy answering with a direct response, so it is never the bottleneck.
 #
 # Usage: benches/envoy_load.sh [--duration 10s] [--connections 16] [--no-build]
@@ -114,11 +116,17 @@ start_envoy() {
     sleep 0.01
   done
   READY_S=$(echo "$(date +%s.%N) - $t0" | bc)
+  READY_CPU_S=$(echo "$(cpu_ticks "$ENVOY_PID") / $TICKS" | bc -l)
 }
 
 stop_envoy() { kill "$ENVOY_PID" 2>/dev/null || true; wait "$ENVOY_PID" 2>/dev/null || true; }
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# User + system CPU of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat; the command
+# name in field 2 has no spaces here).
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 args_for() {
   case "$1" in
@@ -128,8 +136,8 @@ args_for() {
   esac
 }
 
-echo "| configuration | ready (s) | req/s | latency p50 | tokenize p50 (µs) | RSS 1 worker (MB) | extra RSS per worker (MB) |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| configuration | ready (s) | CPU to ready (s) | req/s | latency p50 | Envoy CPU per request (µs) | tokenize p50 (µs) | RSS 1 worker (MB) | extra RSS per worker (MB) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for name in none noop tokengate; do
   # shellcheck disable=SC2046
   start_envoy "$name" 5 $(args_for "$name")
@@ -139,13 +147,18 @@ for name in none noop tokengate; do
   # shellcheck disable=SC2046
   start_envoy "$name" 1 $(args_for "$name")
   ready=$READY_S
+  ready_cpu=$READY_CPU_S
   sleep 1
   rss1=$(rss_kb "$ENVOY_PID")
   check=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/v1/chat/completions" \
     -H 'content-type: application/json' -H 'authorization: Bearer sk-load' --data-binary @"$RUN/chat.json")
   [ "$check" = 200 ] || echo "warning: $name answered $check" >&2
+  cpu0=$(cpu_ticks "$ENVOY_PID")
   wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$RUN/post.lua" "http://127.0.0.1:$PORT/v1/chat/completions" \
     >"$RUN/$name.wrk" 2>&1
+  cpu1=$(cpu_ticks "$ENVOY_PID")
+  reqs=$(awk '/requests in/ {print $1}' "$RUN/$name.wrk")
+  cpu_us=$(echo "($cpu1 - $cpu0) * 1000000 / $TICKS / $reqs" | bc -l)
   rps=$(awk '/Requests\/sec/ {print $2}' "$RUN/$name.wrk")
   p50=$(awk '$1 == "50%" {print $2}' "$RUN/$name.wrk")
   tok="–"
@@ -156,6 +169,6 @@ for name in none noop tokengate; do
     case "$tok" in ''|nan) ;; *) tok=$(printf '%.0f' "$tok") ;; esac
   fi
   stop_envoy
-  printf '| %s | %.2f | %s | %s | %s | %.0f | %.1f |\n' "$name" "$ready" "$rps" "$p50" "${tok:-?}" \
+  printf '| %s | %.2f | %.2f | %s | %s | %.0f | %s | %.0f | %.1f |\n' "$name" "$ready" "$ready_cpu" "$rps" "$p50" "$cpu_us" "${tok:-?}" \
     "$(echo "$rss1/1024" | bc -l)" "$(echo "($rss5-$rss1)/4/1024" | bc -l)"
 done
