@@ -136,6 +136,9 @@ args_for() {
   esac
 }
 
+# Every number here is wall or CPU time on a shared 2-core machine: say how busy it was.
+read -r load1 _ < /proc/loadavg
+echo "load average at start: $load1 (above ~0.5, expect slower and noisier numbers; compare rows of one run)"
 echo "| configuration | ready (s) | CPU to ready (s) | req/s | latency p50 | Envoy CPU per request (µs) | tokenize p50 (µs) | RSS 1 worker (MB) | extra RSS per worker (MB) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for name in none noop tokengate; do
