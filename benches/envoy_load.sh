@@ -161,7 +161,8 @@ for name in none noop tokengate; do
     >"$RUN/$name.wrk" 2>&1
   cpu1=$(cpu_ticks "$ENVOY_PID")
   reqs=$(awk '/requests in/ {print $1}' "$RUN/$name.wrk")
-  cpu_us=$(echo "($cpu1 - $cpu0) * 1000000 / $TICKS / $reqs" | bc -l)
+  cpu_us=nan
+  [ "${reqs:-0}" -gt 0 ] 2>/dev/null && cpu_us=$(echo "($cpu1 - $cpu0) * 1000000 / $TICKS / $reqs" | bc -l)
   rps=$(awk '/Requests\/sec/ {print $2}' "$RUN/$name.wrk")
   p50=$(awk '$1 == "50%" {print $2}' "$RUN/$name.wrk")
   tok="–"
@@ -172,6 +173,7 @@ for name in none noop tokengate; do
     case "$tok" in ''|nan) ;; *) tok=$(printf '%.0f' "$tok") ;; esac
   fi
   stop_envoy
-  printf '| %s | %.2f | %.2f | %s | %s | %.0f | %s | %.0f | %.1f |\n' "$name" "$ready" "$ready_cpu" "$rps" "$p50" "$cpu_us" "${tok:-?}" \
+  printf '| %s | %.2f | %.2f | %s | %s | %s | %s | %.0f | %.1f |\n' "$name" "$ready" "$ready_cpu" "$rps" "$p50" \
+    "$(printf '%.0f' "$cpu_us" 2>/dev/null || echo "$cpu_us")" "${tok:-?}" \
     "$(echo "$rss1/1024" | bc -l)" "$(echo "($rss5-$rss1)/4/1024" | bc -l)"
 done
