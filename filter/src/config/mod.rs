@@ -551,27 +551,22 @@ mod tests {
 
     #[test]
     fn read_errors_name_the_path_and_what_was_found() {
-        assert_eq!(err("[]"), "invalid tokengate configuration: invalid type: expected an object, got an array");
-        assert_eq!(
-            err(r#"{"models": {}}"#),
-            "invalid tokengate configuration: `models`: invalid type: expected an array, got an object"
-        );
-        assert_eq!(
-            err(r#"{"models": [{"match": "a", "max_prompt_tokens": 1.5}]}"#),
-            "invalid tokengate configuration: `models[0].max_prompt_tokens`: invalid type: expected an unsigned integer, got a fractional number"
-        );
-        assert_eq!(
-            err(r#"{"max_body_bytes": -3}"#),
-            "invalid tokengate configuration: `max_body_bytes`: invalid type: expected an unsigned integer, got -3"
-        );
-        assert_eq!(
-            err(r#"{"routing": {"classes": [{"name": "a"}]}}"#),
-            "invalid tokengate configuration: `routing.classes[0]`: missing field `max_tokens`"
-        );
-        assert_eq!(
-            err(r#"{"api_key": {"header": "x", "requird": true}}"#),
-            "invalid tokengate configuration: `api_key`: unknown field `requird`, expected one of `header`, `required`"
-        );
+        for (config, message) in [
+            ("[]", "invalid type: expected an object, got an array"),
+            (r#"{"models": {}}"#, "`models`: invalid type: expected an array, got an object"),
+            (
+                r#"{"models": [{"match": "a", "max_prompt_tokens": 1.5}]}"#,
+                "`models[0].max_prompt_tokens`: invalid type: expected an unsigned integer, got a fractional number",
+            ),
+            (r#"{"max_body_bytes": -3}"#, "`max_body_bytes`: invalid type: expected an unsigned integer, got -3"),
+            (r#"{"routing": {"classes": [{"name": "a"}]}}"#, "`routing.classes[0]`: missing field `max_tokens`"),
+            (
+                r#"{"api_key": {"header": "x", "requird": true}}"#,
+                "`api_key`: unknown field `requird`, expected one of `header`, `required`",
+            ),
+        ] {
+            assert_eq!(err(config), format!("invalid tokengate configuration: {message}"), "{config}");
+        }
         assert!(err(r#"{"quota": {"tokens_per_minute": 5, "overrides": []}}"#)
             .contains("`quota.overrides`: invalid type: expected an object of key ids, got an array"));
         assert!(err(r#"{"api_key": {"required": "yes"}}"#).contains("`api_key.required`: invalid type: expected a boolean"));
