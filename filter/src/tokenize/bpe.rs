@@ -117,7 +117,9 @@ fn count_refined(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize,
     let mut total = 0u64;
     let mut a = 0;
     for k in 1..seg.len() {
-        if v.spans(seg, k) {
+        // Cuts are only looked for between characters: a UTF-8 continuation byte is kept with
+        // the bytes before it (fewer cuts are always exact; each cut only saves merge work).
+        if (seg[k] as i8) < -0x40 || v.spans(seg, k) {
             if k - a > WINDOW {
                 // Long enough without a split point: the rest goes to the windowed merge.
                 return total + count_unsplit(v, scratch, t, s + a, e, budget.saturating_sub(total)).0;
