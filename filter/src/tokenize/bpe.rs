@@ -19,6 +19,7 @@
 use std::collections::BinaryHeap;
 use std::cmp::Reverse;
 
+use super::unicode::is_continuation;
 use super::vocab::{load8, mask_of, Vocab, NONE};
 
 /// Pieces up to this many bytes use the array scan.
@@ -119,7 +120,7 @@ fn count_refined(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize,
     for k in 1..seg.len() {
         // Cuts are only looked for between characters: a UTF-8 continuation byte is kept with
         // the bytes before it (fewer cuts are always exact; each cut only saves merge work).
-        if (seg[k] as i8) < -0x40 || v.spans(seg, k) {
+        if is_continuation(seg[k]) || v.spans(seg, k) {
             if k - a > WINDOW {
                 // Long enough without a split point: the rest goes to the windowed merge.
                 return total + count_unsplit(v, scratch, t, s + a, e, budget.saturating_sub(total)).0;

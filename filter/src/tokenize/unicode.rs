@@ -79,11 +79,17 @@ fn decode_class(t: &[u8], i: usize) -> (u8, usize) {
     }
 }
 
+/// Whether `b` continues a UTF-8 character (is not the first byte of one).
+#[inline(always)]
+pub fn is_continuation(b: u8) -> bool {
+    b & 0xc0 == 0x80
+}
+
 /// Start of the character that ends at `end` (exclusive).
 #[inline]
 pub fn last_char_start(t: &[u8], end: usize) -> usize {
     let mut i = end - 1;
-    while i > 0 && t[i] & 0xc0 == 0x80 {
+    while i > 0 && is_continuation(t[i]) {
         i -= 1;
     }
     i
