@@ -6,7 +6,11 @@
 //!   of the windows tokens hold around their inner boundaries): no merge ever crosses such a
 //!   point, so the segments merge independently.
 //! - Short segments: tiktoken's own array scan, on the stack, over parts linked both ways.
-//! - Longer segments: a heap of candidate merges over a linked list of parts.
+//! - Longer segments: the same over parts linked both ways, with the minimum kept per block of
+//!   parts, so a merge scans the block minima and refreshes at most three blocks. (It replaced a
+//!   binary heap of candidate merges: on 1 MB of random letters 36–44 % fewer mispredicted
+//!   branches in V8.) The heap stays only for the never-seen fallback of merging a whole long
+//!   piece at once, where blocks would cost O(n^1.5).
 //! - Long segments (past `WINDOW` bytes) are merged in overlapping windows, so time is linear and
 //!   memory bounded. Two properties of BPE make the stitching exact (proved in the `bpe` crate's
 //!   README, "Properties of BPE"): any run of consecutive tokens of an encoding is itself the
@@ -16,8 +20,8 @@
 //!   token (same start, same end) both contain; what lies before it is final. If two windows
 //!   share no token (never seen with these vocabularies), the whole piece is merged at once.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use super::unicode::is_continuation;
 use super::vocab::{load8, mask_of, Vocab, NONE};
@@ -210,16 +214,17 @@ fn count_small(v: &Vocab, t: &[u8], s: usize, e: usize) -> u64 {
     }
 }
 
-/// Scratch for the heap merge, indexed by byte offset in the merged span.
+/// Scratch for the merge of longer spans, indexed by part (a part is named by its first byte's
+/// offset in the span).
 #[derive(Default)]
 struct Merger {
-    /// End (exclusive) of the part starting here.
-    end: Vec<u32>,
-    /// Start of the part before the part starting here.
+    /// `rank << 32 | k` for part `k`: the rank of merging it with the next part, or
+    /// `u64::MAX` (the last part, parts merged away, pairs that are no token).
+    keys: Vec<u64>,
+    /// The minimum of `keys` over each block of `1 << shift` parts.
+    mins: Vec<u64>,
+    next: Vec<u32>,
     prev: Vec<u32>,
-    /// Rank of merging the part starting here with the next one, or `NONE`.
-    pair: Vec<u32>,
-    heap: BinaryHeap<Reverse<u64>>,
 }
 
 impl Merger {
@@ -227,42 +232,59 @@ impl Merger {
     /// start offsets (absolute) followed by `e`.
     fn merge(&mut self, v: &Vocab, t: &[u8], s: usize, e: usize, starts: Option<&mut Vec<usize>>) -> usize {
         let n = e - s;
-        self.end.clear();
-        self.prev.clear();
-        self.pair.clear();
-        self.heap.clear();
-        self.end.extend((1..=n).map(|k| k as u32));
-        self.prev.extend((0..n).map(|k| (k as u32).wrapping_sub(1)));
-        for k in 0..n {
+        // Blocks of about sqrt(n / 2) parts: a merge scans the block minima and then
+        // refreshes at most three blocks.
+        let bits = usize::BITS - n.leading_zeros();
+        let shift = (bits / 2).max(3);
+        self.keys.clear();
+        self.keys.extend((0..n).map(|k| {
             let r = if k + 2 <= n { v.pair_rank(t, s + k) } else { NONE };
-            self.pair.push(r);
-            if r != NONE {
-                self.heap.push(Reverse(((r as u64) << 32) | k as u64));
-            }
-        }
+            if r == NONE { u64::MAX } else { (r as u64) << 32 | k as u64 }
+        }));
+        self.next.clear();
+        self.next.extend((1..=n).map(|k| k as u32));
+        self.prev.clear();
+        self.prev.extend((0..n).map(|k| (k as u32).wrapping_sub(1)));
+        self.mins.clear();
+        self.mins.extend(self.keys.chunks(1 << shift).map(|c| c.iter().copied().min().unwrap_or(u64::MAX)));
         let mut tokens = n;
-        while let Some(Reverse(top)) = self.heap.pop() {
-            let r = (top >> 32) as u32;
-            let left = (top & 0xffff_ffff) as usize;
-            if self.pair[left] != r {
-                continue; // stale: the pair changed since it was pushed
+        loop {
+            let min = self.mins.iter().copied().min().unwrap_or(u64::MAX);
+            if min == u64::MAX {
+                break;
             }
-            let right = self.end[left] as usize;
-            let right_end = self.end[right] as usize;
-            // Merge: the part at `left` now ends where `right` ended.
-            self.end[left] = right_end as u32;
-            self.pair[right] = NONE;
+            let at = (min & 0xffff_ffff) as usize;
+            let gone = self.next.get(at).map_or(n, |&g| g as usize);
+            let after = self.next.get(gone).map_or(n, |&a| a as usize);
+            if let Some(x) = self.next.get_mut(at) {
+                *x = after as u32;
+            }
+            if let Some(x) = self.keys.get_mut(gone) {
+                *x = u64::MAX;
+            }
             tokens -= 1;
-            if right_end < n {
-                self.prev[right_end] = left as u32;
-                let next_end = self.end[right_end] as usize;
-                self.set_pair(v, t, s, left, next_end);
+            let key = if after < n {
+                if let Some(x) = self.prev.get_mut(after) {
+                    *x = at as u32;
+                }
+                let after_end = self.next.get(after).map_or(n, |&a| a as usize);
+                key_at(v.rank_in_merge(t, s + at, s + after_end), at)
             } else {
-                self.pair[left] = NONE;
+                u64::MAX
+            };
+            if let Some(x) = self.keys.get_mut(at) {
+                *x = key;
             }
-            if left > 0 {
-                let p = self.prev[left] as usize;
-                self.set_pair(v, t, s, p, right_end);
+            self.refresh(at, n, shift);
+            if gone >> shift != at >> shift {
+                self.refresh(gone, n, shift);
+            }
+            if at > 0 {
+                let before = self.prev.get(at).map_or(0, |&b| b as usize);
+                if let Some(x) = self.keys.get_mut(before) {
+                    *x = key_at(v.rank_in_merge(t, s + before, s + after), before);
+                }
+                self.refresh(before, n, shift);
             }
         }
         if let Some(out) = starts {
@@ -270,21 +292,27 @@ impl Merger {
             let mut k = 0;
             while k < n {
                 out.push(s + k);
-                k = self.end[k] as usize;
+                k = self.next.get(k).map_or(n, |&x| x as usize);
             }
             out.push(e);
         }
         tokens
     }
 
-    #[inline]
-    fn set_pair(&mut self, v: &Vocab, t: &[u8], s: usize, at: usize, pair_end: usize) {
-        let r = v.rank_in_merge(t, s + at, s + pair_end);
-        self.pair[at] = r;
-        if r != NONE {
-            self.heap.push(Reverse(((r as u64) << 32) | at as u64));
+    /// Recomputes the minimum of the block holding part `k`.
+    #[inline(always)]
+    fn refresh(&mut self, k: usize, n: usize, shift: u32) {
+        let b = k >> shift;
+        let block = self.keys.get(b << shift..((b + 1) << shift).min(n)).unwrap_or(&[]);
+        if let Some(m) = self.mins.get_mut(b) {
+            *m = block.iter().copied().min().unwrap_or(u64::MAX);
         }
     }
+}
+
+#[inline(always)]
+fn key_at(rank: u32, k: usize) -> u64 {
+    if rank == NONE { u64::MAX } else { (rank as u64) << 32 | k as u64 }
 }
 
 /// Windowed merge of a long piece (see the module doc).
@@ -309,7 +337,7 @@ fn count_long(v: &Vocab, m: &mut Merger, t: &[u8], s: usize, e: usize, budget: u
         let b_idx = match cur[1..cur.len() - 1].iter().rposition(|&p| p <= target) {
             Some(k) => k + 1,
             None if cur.len() > 2 => 1,
-            None => return whole(m, v, t, s, e),
+            None => return whole(v, t, s, e),
         };
         let b = cur[b_idx];
         let next_end = (b + WINDOW).min(e);
@@ -341,7 +369,7 @@ fn count_long(v: &Vocab, m: &mut Merger, t: &[u8], s: usize, e: usize, budget: u
             }
         };
         let Some((p, q)) = joined else {
-            return whole(m, v, t, s, e);
+            return whole(v, t, s, e);
         };
         committed += p as u64;
         if committed > budget {
@@ -352,10 +380,57 @@ fn count_long(v: &Vocab, m: &mut Merger, t: &[u8], s: usize, e: usize, budget: u
     }
 }
 
-/// The fallback: one merge over the whole piece (memory proportional to its length).
+/// The fallback: one merge over the whole piece, with a binary heap of candidate merges (stale
+/// entries are skipped when popped), so its time stays O(n log n) at any length where the
+/// block minima of [`Merger`] would cost O(n^1.5) (2.6 s natively for 1 MB of random letters).
+/// Memory is proportional to the piece's length.
 #[cold]
-fn whole(m: &mut Merger, v: &Vocab, t: &[u8], s: usize, e: usize) -> (u64, bool) {
-    (m.merge(v, t, s, e, None) as u64, true)
+fn whole(v: &Vocab, t: &[u8], s: usize, e: usize) -> (u64, bool) {
+    let n = e - s;
+    // `end[k]`: end of the part starting at `k`; `prev[k]`: start of the part before it;
+    // `pair[k]`: rank of merging it with the next part.
+    let mut end: Vec<u32> = (1..=n).map(|k| k as u32).collect();
+    let mut prev: Vec<u32> = (0..n).map(|k| (k as u32).wrapping_sub(1)).collect();
+    let mut pair: Vec<u32> = (0..n).map(|k| if k + 2 <= n { v.pair_rank(t, s + k) } else { NONE }).collect();
+    let mut heap: BinaryHeap<Reverse<u64>> =
+        pair.iter().enumerate().filter(|(_, &r)| r != NONE).map(|(k, &r)| Reverse((r as u64) << 32 | k as u64)).collect();
+    let mut tokens = n as u64;
+    let part_end = |end: &[u32], k: usize| end.get(k).map_or(n, |&x| x as usize);
+    while let Some(Reverse(top)) = heap.pop() {
+        let (r, left) = ((top >> 32) as u32, (top & 0xffff_ffff) as usize);
+        if pair.get(left) != Some(&r) {
+            continue; // stale: the pair changed since it was pushed
+        }
+        let right = part_end(&end, left);
+        let right_end = part_end(&end, right);
+        tokens -= 1;
+        let update = |heap: &mut BinaryHeap<Reverse<u64>>, pair: &mut [u32], at: usize, r: u32| {
+            if let Some(x) = pair.get_mut(at) {
+                *x = r;
+            }
+            if r != NONE {
+                heap.push(Reverse((r as u64) << 32 | at as u64));
+            }
+        };
+        if let Some(x) = end.get_mut(left) {
+            *x = right_end as u32;
+        }
+        update(&mut heap, &mut pair, right, NONE);
+        let r = if right_end < n {
+            if let Some(x) = prev.get_mut(right_end) {
+                *x = left as u32;
+            }
+            v.rank_in_merge(t, s + left, s + part_end(&end, right_end))
+        } else {
+            NONE
+        };
+        update(&mut heap, &mut pair, left, r);
+        if left > 0 {
+            let p = prev.get(left).map_or(0, |&x| x as usize);
+            update(&mut heap, &mut pair, p, v.rank_in_merge(t, s + p, s + right_end));
+        }
+    }
+    (tokens, true)
 }
 
 #[cfg(test)]
@@ -365,10 +440,10 @@ mod tests {
     use crate::tokenize::tests::Rng;
     use crate::tokenize::vocab::{CL100K, O200K};
 
-    /// The array scan and the heap merge are two implementations of tiktoken's merge: they must
-    /// agree on every segment the array scan takes, whatever its length up to `SMALL`.
+    /// The array scan, the block-minima merge and the heap merge are three implementations of
+    /// tiktoken's merge: they must agree on every segment, whatever its length.
     #[test]
-    fn array_scan_and_heap_merge_agree() {
+    fn the_three_merges_agree() {
         let alphabets: [&[u8]; 4] = [
             b"abcdefghijklmnopqrstuvwxyz",
             b"etaoin shrdlu",
@@ -377,14 +452,34 @@ mod tests {
         ];
         let mut rng = Rng::new(7);
         let mut merger = Merger::default();
-        for round in 0..20_000 {
+        for round in 0..24_000 {
             let alphabet = alphabets[round % alphabets.len()];
-            let n = 2 + rng.below(SMALL - 1);
+            // Mostly array-scan lengths, every fourth round up to a window.
+            let n = 2 + if round % 4 == 3 { rng.below(WINDOW - 1) } else { rng.below(SMALL - 1) };
             let text: Vec<u8> = (0..n).map(|_| *rng.pick(alphabet)).collect();
             for v in [&CL100K, &O200K] {
-                let scan = count_small(v, &text, 0, n);
-                let heap = merger.merge(v, &text, 0, n, None) as u64;
-                assert_eq!(scan, heap, "{:?}", String::from_utf8_lossy(&text));
+                let blocks = merger.merge(v, &text, 0, n, None) as u64;
+                let heap = whole(v, &text, 0, n).0;
+                assert_eq!(blocks, heap, "{:?}", String::from_utf8_lossy(&text));
+                if n <= SMALL {
+                    assert_eq!(count_small(v, &text, 0, n), heap, "{:?}", String::from_utf8_lossy(&text));
+                }
+            }
+        }
+    }
+
+    /// The windowed merge of long pieces joins to the same count as one merge of the piece.
+    #[test]
+    fn windows_join_to_the_whole_merge() {
+        let mut rng = Rng::new(11);
+        let mut merger = Merger::default();
+        for round in 0..40 {
+            let alphabet: &[u8] = if round % 2 == 0 { b"abcdefghijklmnopqrstuvwxyz" } else { b"aab" };
+            let n = WINDOW + rng.below(8 * WINDOW);
+            let text: Vec<u8> = (0..n).map(|_| *rng.pick(alphabet)).collect();
+            for v in [&CL100K, &O200K] {
+                let windowed = count_long(v, &mut merger, &text, 0, n, u64::MAX);
+                assert_eq!(windowed, whole(v, &text, 0, n), "{:?}", String::from_utf8_lossy(&text));
             }
         }
     }
