@@ -97,13 +97,15 @@ impl Stream {
         }
     }
 
-    /// Removes every `x-tokengate-*` request header, so only tokengate's own values reach the backend.
-    fn strip_own_headers(&self) {
+    /// The request headers, read with one host call, after removing every `x-tokengate-*` one
+    /// from the request, so only tokengate's own values reach the backend. Header names come
+    /// lowercase from Envoy; `None` if the host refused.
+    fn take_request_headers(&self) -> Option<Vec<(String, String)>> {
         let headers = match hostcalls::get_map(MapType::HttpRequestHeaders) {
             Ok(h) => h,
             Err(s) => {
                 self.log(LogLevel::Warn, &format!("cannot read request headers: {s:?}"));
-                return;
+                return None;
             }
         };
         // Each name once (a header may repeat). A linear `contains` rather than sort + dedup: the
@@ -122,6 +124,7 @@ impl Stream {
                 self.log(LogLevel::Warn, &format!("cannot remove header {name}: {s:?}"));
             }
         }
+        Some(headers)
     }
 
     /// Filter state for access logs: `%FILTER_STATE(wasm.tokengate.<name>:PLAIN)%`.
@@ -388,12 +391,17 @@ impl HttpContext for Stream {
             return Action::Continue;
         };
         shared.metrics.add(shared.metrics.requests, 1);
-        self.strip_own_headers();
-        let req = MapType::HttpRequestHeaders;
-        let api_key = self.header(req, &shared.config.api_key.header);
-        let content_length = self.header(req, "content-length");
-        self.content_type = self.header(req, "content-type");
-        self.path = self.header(req, ":path");
+        // The four headers the filter reads come from the one map read (four host calls fewer
+        // per request); if the host refused it, each is asked for on its own.
+        let headers = self.take_request_headers();
+        let get = |name: &str| match &headers {
+            Some(all) => all.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()),
+            None => self.header(MapType::HttpRequestHeaders, name),
+        };
+        let api_key = get(&shared.config.api_key.header);
+        let content_length = get("content-length");
+        let (content_type, path) = (get("content-type"), get(":path"));
+        (self.content_type, self.path) = (content_type, path);
         let head = RequestHead {
             api_key: api_key.as_deref(),
             content_length: content_length.as_deref(),
