@@ -420,17 +420,24 @@ fn whole(v: &Vocab, t: &[u8], s: usize, e: usize) -> (u64, bool) {
             if let Some(x) = prev.get_mut(right_end) {
                 *x = left as u32;
             }
-            v.rank_in_merge(t, s + left, s + part_end(&end, right_end))
+            rank_cold(v, t, s + left, s + part_end(&end, right_end))
         } else {
             NONE
         };
         update(&mut heap, &mut pair, left, r);
         if left > 0 {
             let p = prev.get(left).map_or(0, |&x| x as usize);
-            update(&mut heap, &mut pair, p, v.rank_in_merge(t, s + p, s + right_end));
+            update(&mut heap, &mut pair, p, rank_cold(v, t, s + p, s + right_end));
         }
     }
     (tokens, true)
+}
+
+/// [`Vocab::rank_in_merge`] kept out of line, for the cold [`whole`] (less code for V8 to
+/// compile at start-up).
+#[inline(never)]
+fn rank_cold(v: &Vocab, t: &[u8], start: usize, end: usize) -> u32 {
+    v.rank_in_merge(t, start, end)
 }
 
 #[cfg(test)]
