@@ -232,21 +232,18 @@ impl Merger {
     /// start offsets (absolute) followed by `e`.
     fn merge(&mut self, v: &Vocab, t: &[u8], s: usize, e: usize, starts: Option<&mut Vec<usize>>) -> usize {
         let n = e - s;
-        // Blocks of about sqrt(n / 2) parts: a merge scans the block minima and then
+        // Blocks of 8 to 32 parts, about sqrt(n): a merge scans the block minima and then
         // refreshes at most three blocks.
         let bits = usize::BITS - n.leading_zeros();
         let shift = (bits / 2).max(3);
         self.keys.clear();
-        self.keys.extend((0..n).map(|k| {
-            let r = if k + 2 <= n { v.pair_rank(t, s + k) } else { NONE };
-            if r == NONE { u64::MAX } else { (r as u64) << 32 | k as u64 }
-        }));
+        self.keys.extend((0..n).map(|k| key_at(if k + 2 <= n { v.pair_rank(t, s + k) } else { NONE }, k)));
         self.next.clear();
         self.next.extend((1..=n).map(|k| k as u32));
         self.prev.clear();
         self.prev.extend((0..n).map(|k| (k as u32).wrapping_sub(1)));
         self.mins.clear();
-        self.mins.extend(self.keys.chunks(1 << shift).map(|c| c.iter().copied().min().unwrap_or(u64::MAX)));
+        self.mins.extend(self.keys.chunks(1 << shift).map(block_min));
         let mut tokens = n;
         loop {
             let min = self.mins.iter().copied().min().unwrap_or(u64::MAX);
@@ -305,9 +302,15 @@ impl Merger {
         let b = k >> shift;
         let block = self.keys.get(b << shift..((b + 1) << shift).min(n)).unwrap_or(&[]);
         if let Some(m) = self.mins.get_mut(b) {
-            *m = block.iter().copied().min().unwrap_or(u64::MAX);
+            *m = block_min(block);
         }
     }
+}
+
+/// The smallest key of a block (`u64::MAX` for none).
+#[inline(always)]
+fn block_min(block: &[u64]) -> u64 {
+    block.iter().copied().min().unwrap_or(u64::MAX)
 }
 
 #[inline(always)]
@@ -396,6 +399,14 @@ fn whole(v: &Vocab, t: &[u8], s: usize, e: usize) -> (u64, bool) {
         pair.iter().enumerate().filter(|(_, &r)| r != NONE).map(|(k, &r)| Reverse((r as u64) << 32 | k as u64)).collect();
     let mut tokens = n as u64;
     let part_end = |end: &[u32], k: usize| end.get(k).map_or(n, |&x| x as usize);
+    let update = |heap: &mut BinaryHeap<Reverse<u64>>, pair: &mut [u32], at: usize, r: u32| {
+        if let Some(x) = pair.get_mut(at) {
+            *x = r;
+        }
+        if r != NONE {
+            heap.push(Reverse((r as u64) << 32 | at as u64));
+        }
+    };
     while let Some(Reverse(top)) = heap.pop() {
         let (r, left) = ((top >> 32) as u32, (top & 0xffff_ffff) as usize);
         if pair.get(left) != Some(&r) {
@@ -404,14 +415,6 @@ fn whole(v: &Vocab, t: &[u8], s: usize, e: usize) -> (u64, bool) {
         let right = part_end(&end, left);
         let right_end = part_end(&end, right);
         tokens -= 1;
-        let update = |heap: &mut BinaryHeap<Reverse<u64>>, pair: &mut [u32], at: usize, r: u32| {
-            if let Some(x) = pair.get_mut(at) {
-                *x = r;
-            }
-            if r != NONE {
-                heap.push(Reverse((r as u64) << 32 | at as u64));
-            }
-        };
         if let Some(x) = end.get_mut(left) {
             *x = right_end as u32;
         }
