@@ -272,16 +272,19 @@ impl Merger {
             if let Some(x) = self.keys.get_mut(at) {
                 *x = key;
             }
-            self.refresh(at, n, shift);
-            if gone >> shift != at >> shift {
-                self.refresh(gone, n, shift);
-            }
             if at > 0 {
                 let before = self.prev.get(at).map_or(0, |&b| b as usize);
                 if let Some(x) = self.keys.get_mut(before) {
                     *x = key_at(v.rank_in_merge(t, s + before, s + after), before);
                 }
-                self.refresh(before, n, shift);
+                if before >> shift != at >> shift {
+                    self.refresh(before, n, shift);
+                }
+            }
+            // All three keys set, each changed block recomputed once (`before < at < gone`).
+            self.refresh(at, n, shift);
+            if gone >> shift != at >> shift {
+                self.refresh(gone, n, shift);
             }
         }
         if let Some(out) = starts {
