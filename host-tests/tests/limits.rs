@@ -83,6 +83,33 @@ fn a_huge_prompt_is_refused_without_counting_all_of_it() {
 }
 
 #[test]
+fn one_long_word_is_refused_by_its_length() {
+    // 1,000,000 letters without a space: no token holds more than 41 letters in a row
+    // (cl100k_base; 26 in o200k_base), so the word has at least 24,391 tokens, past where
+    // counting stops (twice the limit), and is decided without merging any of it.
+    let mut gw = gateway(r#"{"max_prompt_tokens": 8000}"#);
+    let word: String = (0..1_000_000u32)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    for model in ["gpt-4", "gpt-4o"] {
+        let out = send(&mut gw, post(CHAT, &chat_body(model, &[("user", &word)])));
+        let error = rejection(&out, 400);
+        assert_eq!(error["code"], "context_length_exceeded");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("at least"), "{message}");
+        let counted = numbers(message)[1];
+        assert!(
+            counted >= 1_000_000 / 41,
+            "the bound, not a count stopped at 16,000: {message}"
+        );
+        assert!(
+            counted < 1_000_000 / 2,
+            "a lower bound, below the true count: {message}"
+        );
+    }
+}
+
+#[test]
 fn output_over_max_output_tokens_is_400_invalid_value_naming_the_field() {
     let mut gw = gateway(r#"{"max_output_tokens": 100}"#);
     for field in ["max_tokens", "max_completion_tokens"] {

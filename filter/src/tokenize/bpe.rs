@@ -23,6 +23,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::layout::{MAX_TOKEN_LEN, O200K_RANK_BITS};
+use super::pretokenize::all_ascii_letters;
 use super::unicode::is_continuation;
 use super::vocab::{load8, mask_of, Vocab, NONE};
 
@@ -45,6 +47,9 @@ pub fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usiz
 
 #[inline(never)]
 fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
+    if let Some(n) = t.get(s..e).and_then(|piece| bound_over(v, piece, budget)) {
+        return (n, false);
+    }
     // Split the piece where no token holds the two neighbouring bytes (`Vocab::inside`): no
     // merge crosses such a point, and the merges on either side never change the pairs of the
     // other, so each segment merges on its own to the same tokens. Text mixing scripts splits
@@ -94,6 +99,30 @@ fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, 
     }
     let n = count_part(v, scratch, t, s + a, e, budget.saturating_sub(total));
     (total + n, total + n <= budget)
+}
+
+/// A lower bound of the piece's count, if that alone passes `budget`: then the piece need not be
+/// merged at all. No token is longer than `MAX_TOKEN_LEN` bytes, and none holds more than
+/// `Vocab::max_letter_run` ASCII letters in a row (41 in cl100k_base, 26 in o200k_base), so a
+/// piece of letters after its first character has at least (letters / that) tokens. A prompt
+/// that is one long word (the adversarial "letters without spaces": 1 MB against an
+/// 8,000-token limit) is decided by one scan of its bytes instead of merging 8,000 tokens'
+/// worth of it.
+#[inline(never)]
+fn bound_over(v: &Vocab, piece: &[u8], budget: u64) -> Option<u64> {
+    let any = piece.len().div_ceil(MAX_TOKEN_LEN) as u64;
+    if any > budget {
+        return Some(any);
+    }
+    if piece.len() as u64 <= budget.saturating_mul(v.max_letter_run() as u64) {
+        return None;
+    }
+    // The first character may be the pattern's prefix (a space, a symbol: at most 4 bytes);
+    // every token holds at most `max_letter_run` of the letters after it, which are one run.
+    let first = piece.iter().take(4).position(u8::is_ascii_alphabetic).unwrap_or(4);
+    let letters = piece.get(first..).filter(|rest| all_ascii_letters(rest))?;
+    let n = letters.len().div_ceil(v.max_letter_run().max(1)) as u64;
+    (n > budget).then_some(n)
 }
 
 /// A segment between split points (at most `WINDOW + 1` bytes): one token, or cut further and
@@ -218,11 +247,11 @@ fn count_small(v: &Vocab, t: &[u8], s: usize, e: usize) -> u64 {
 /// offset in the span).
 #[derive(Default)]
 struct Merger {
-    /// `rank << 32 | k` for part `k`: the rank of merging it with the next part, or
-    /// `u64::MAX` (the last part, parts merged away, pairs that are no token).
-    keys: Vec<u64>,
+    /// `rank << POS_BITS | k` for part `k`: the rank of merging it with the next part, or
+    /// `u32::MAX` (the last part, parts merged away, pairs that are no token).
+    keys: Vec<u32>,
     /// The minimum of `keys` over each block of `1 << shift` parts.
-    mins: Vec<u64>,
+    mins: Vec<u32>,
     next: Vec<u32>,
     prev: Vec<u32>,
 }
@@ -230,8 +259,10 @@ struct Merger {
 impl Merger {
     /// Merges `t[s..e]`; returns the token count and, if `starts` is given, writes the token
     /// start offsets (absolute) followed by `e`.
+    /// Spans of at most `WINDOW` bytes (a part's position is `POS_BITS` of its key).
     fn merge(&mut self, v: &Vocab, t: &[u8], s: usize, e: usize, starts: Option<&mut Vec<usize>>) -> usize {
         let n = e - s;
+        debug_assert!(n <= WINDOW);
         // Blocks of 8 to 32 parts, about sqrt(n): a merge scans the block minima and then
         // refreshes at most three blocks.
         let bits = usize::BITS - n.leading_zeros();
@@ -246,18 +277,18 @@ impl Merger {
         self.mins.extend(self.keys.chunks(1 << shift).map(block_min));
         let mut tokens = n;
         loop {
-            let min = self.mins.iter().copied().min().unwrap_or(u64::MAX);
-            if min == u64::MAX {
+            let min = self.mins.iter().copied().min().unwrap_or(u32::MAX);
+            if min == u32::MAX {
                 break;
             }
-            let at = (min & 0xffff_ffff) as usize;
+            let at = (min & POS_MASK) as usize;
             let gone = self.next.get(at).map_or(n, |&g| g as usize);
             let after = self.next.get(gone).map_or(n, |&a| a as usize);
             if let Some(x) = self.next.get_mut(at) {
                 *x = after as u32;
             }
             if let Some(x) = self.keys.get_mut(gone) {
-                *x = u64::MAX;
+                *x = u32::MAX;
             }
             tokens -= 1;
             let key = if after < n {
@@ -267,7 +298,7 @@ impl Merger {
                 let after_end = self.next.get(after).map_or(n, |&a| a as usize);
                 key_at(v.rank_in_merge(t, s + at, s + after_end), at)
             } else {
-                u64::MAX
+                u32::MAX
             };
             if let Some(x) = self.keys.get_mut(at) {
                 *x = key;
@@ -310,15 +341,20 @@ impl Merger {
     }
 }
 
-/// The smallest key of a block (`u64::MAX` for none).
+/// The smallest key of a block (`u32::MAX` for none).
 #[inline(always)]
-fn block_min(block: &[u64]) -> u64 {
-    block.iter().copied().min().unwrap_or(u64::MAX)
+fn block_min(block: &[u32]) -> u32 {
+    block.iter().copied().min().unwrap_or(u32::MAX)
 }
 
+/// A part's position in a [`Merger`] key: the merge handles spans of up to `WINDOW` bytes.
+const POS_BITS: u32 = 10;
+const POS_MASK: u32 = (1 << POS_BITS) - 1;
+const _: () = assert!(WINDOW < 1 << POS_BITS && O200K_RANK_BITS + POS_BITS < 32);
+
 #[inline(always)]
-fn key_at(rank: u32, k: usize) -> u64 {
-    if rank == NONE { u64::MAX } else { (rank as u64) << 32 | k as u64 }
+fn key_at(rank: u32, k: usize) -> u32 {
+    if rank == NONE { u32::MAX } else { rank << POS_BITS | k as u32 }
 }
 
 /// Windowed merge of a long piece (see the module doc).

@@ -41,6 +41,12 @@ fn ascii_letters(w: u64) -> u64 {
     ascii_range(w | (0x20 * ONES), b'a', b'z') & !w
 }
 
+/// Whether every byte of `b` is an ASCII letter, 8 bytes at a time.
+pub fn all_ascii_letters(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(8);
+    words.all(|w| ascii_letters(load8(w, 0)) == HIGH) && words.remainder().iter().all(u8::is_ascii_alphabetic)
+}
+
 /// 0x80 in each byte of `w` that is an ASCII lowercase letter.
 #[inline(always)]
 fn ascii_lower(w: u64) -> u64 {

@@ -104,8 +104,9 @@ fn early_exit_stops_near_the_limit() {
         }
         assert_eq!(t.count_until("Hello, world!", 4), Count::Within(4));
         assert_eq!(t.count_until("Hello, world!", 3), Count::Over { counted: 4, complete: true });
-        // Inside one long piece too.
-        let letters = "abcdefghij".repeat(100_000);
+        // Inside one long piece too (letters with an accent: no lower bound applies, the
+        // windowed merge stops soon after the limit).
+        let letters = "abcdéfghij".repeat(10_000);
         match t.count_until(&letters, 1000) {
             Count::Over { counted, complete } => {
                 assert!(counted > 1000 && counted < 1500, "{counted}");
@@ -113,6 +114,51 @@ fn early_exit_stops_near_the_limit() {
             }
             other => panic!("expected Over, got {other:?}"),
         }
+    }
+}
+
+/// A piece of ASCII letters far longer than the limit is decided from its length: no token
+/// holds more than `max_letter_run` letters in a row. The bound is a true lower bound.
+#[test]
+fn long_letter_runs_are_over_by_their_length() {
+    for enc in ENCODINGS {
+        let t = tok(enc);
+        let run = t.vocab.max_letter_run();
+        for (text, limit) in [
+            // The alphabet is one token in both encodings: the bound comes close to the count.
+            ("abcdefghijklmnopqrstuvwxyz".repeat(4_000), 1000u64),
+            (format!(" {}", "xq".repeat(30_000)), 500),
+            (format!("«{}", "Zebra".repeat(20_000)), 2000),
+        ] {
+            let exact = t.count(&text);
+            match t.count_until(&text, limit) {
+                Count::Over { counted, complete } => {
+                    assert!(counted > limit && counted <= exact, "{enc:?} {counted} vs {exact}");
+                    if t.pieces(&text).count() == 1 {
+                        // (o200k cuts "ZebraZebra" before each capital.)
+                        assert!(counted >= (text.len() as u64 - 2) / run as u64, "the bound was used");
+                    }
+                    assert!(!complete);
+                }
+                other => panic!("expected Over, got {other:?}"),
+            }
+        }
+        // Not all ASCII letters after the first character: no bound, the merge decides.
+        let accent_inside = format!("{}é{}", "ab".repeat(20_000), "cd".repeat(20_000));
+        assert!(matches!(t.count_until(&accent_inside, 100), Count::Over { counted, .. } if counted < 1000));
+    }
+}
+
+/// The generated `max_letter_run` is the vocabulary's.
+#[test]
+fn max_letter_run_matches_the_vocabulary() {
+    for (enc, n) in [(Encoding::Cl100kBase, 100_256u32), (Encoding::O200kBase, 199_998)] {
+        let oracle = oracle(enc);
+        let run = (0..n)
+            .filter_map(|r| oracle.bpe.decode_bytes(&[r]).ok())
+            .flat_map(|b| b.split(|c| !c.is_ascii_alphabetic()).map(<[u8]>::len).max())
+            .max();
+        assert_eq!(run, Some(tok(enc).vocab.max_letter_run()), "{enc:?}");
     }
 }
 

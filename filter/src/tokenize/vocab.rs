@@ -35,10 +35,18 @@ static FRONT: &[u64] = as_words(FRONT_BYTES);
 static FILTER: &[u64] = as_words(FILTER_BYTES);
 static SPAN: &[u64] = as_words(SPAN_BYTES);
 
-pub static CL100K: Vocab =
-    Vocab::new(false, CL100K_RANK_SHIFT, CL100K_RANK_BITS, as_u32s(CL100K_PAIRS), as_words(CL100K_INSIDE));
+include!(concat!(env!("OUT_DIR"), "/vocab_consts.rs"));
+
+pub static CL100K: Vocab = Vocab::new(
+    false,
+    CL100K_RANK_SHIFT,
+    CL100K_RANK_BITS,
+    as_u32s(CL100K_PAIRS),
+    as_words(CL100K_INSIDE),
+    CL100K_MAX_LETTER_RUN,
+);
 pub static O200K: Vocab =
-    Vocab::new(true, O200K_RANK_SHIFT, O200K_RANK_BITS, as_u32s(O200K_PAIRS), as_words(O200K_INSIDE));
+    Vocab::new(true, O200K_RANK_SHIFT, O200K_RANK_BITS, as_u32s(O200K_PAIRS), as_words(O200K_INSIDE), O200K_MAX_LETTER_RUN);
 
 /// Rank of "no such token".
 pub const NONE: u32 = u32::MAX;
@@ -50,6 +58,8 @@ pub struct Vocab {
     inside: &'static [u64],
     /// Which encoding's keys of the span filter are ours.
     o200k: bool,
+    /// The most ASCII letters in a row any token holds.
+    max_letter_run: usize,
     rank_shift: u32,
     rank_mask: u64,
     shift: u32,
@@ -144,9 +154,30 @@ fn rest_matches(meta: u64, rest: Rest<'_>) -> bool {
 }
 
 impl Vocab {
-    const fn new(o200k: bool, rank_shift: u32, rank_bits: u32, pairs: &'static [u32], inside: &'static [u64]) -> Vocab {
+    const fn new(
+        o200k: bool,
+        rank_shift: u32,
+        rank_bits: u32,
+        pairs: &'static [u32],
+        inside: &'static [u64],
+        max_letter_run: usize,
+    ) -> Vocab {
         let bits = if TABLE.is_empty() { 0 } else { TABLE[0] as u32 };
-        Vocab { pairs, inside, o200k, rank_shift, rank_mask: (1 << rank_bits) - 1, shift: 64 - bits, mask: (1usize << bits) - 1 }
+        Vocab {
+            pairs,
+            inside,
+            o200k,
+            max_letter_run,
+            rank_shift,
+            rank_mask: (1 << rank_bits) - 1,
+            shift: 64 - bits,
+            mask: (1usize << bits) - 1,
+        }
+    }
+
+    /// The most ASCII letters in a row that any token holds (cl100k_base: 41, o200k_base: 26).
+    pub fn max_letter_run(&self) -> usize {
+        self.max_letter_run
     }
 
     /// Rank of the 2-byte token `t[i..i + 2]`, or [`NONE`].
