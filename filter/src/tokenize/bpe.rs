@@ -129,7 +129,7 @@ fn bound_over(v: &Vocab, piece: &[u8], budget: u64) -> Option<u64> {
 /// merged.
 #[inline(always)]
 fn count_part(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
-    if e - s == 1 || v.rank(t, s, e) != NONE {
+    if e - s == 1 || v.rank_of_part(t, s, e) != NONE {
         1
     } else {
         count_refined(v, scratch, t, s, e, budget)
@@ -175,7 +175,7 @@ fn count_refined(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize,
 /// A part cut by `count_refined` (no further cut possible): one token, or merged.
 #[inline(always)]
 fn count_segment(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
-    if e - s == 1 || v.rank(t, s, e) != NONE {
+    if e - s == 1 || v.rank_of_part(t, s, e) != NONE {
         return (1, true);
     }
     count_unsplit(v, scratch, t, s, e, budget)
@@ -184,7 +184,12 @@ fn count_segment(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize,
 /// The merge of a span with no split point.
 fn count_unsplit(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
     let n = e - s;
-    if n <= SMALL {
+    if n <= 3 {
+        // The span is no token (its callers looked it up), so only a 2-byte merge can happen:
+        // one for a 3-byte span (a CJK character) if either of its pairs is a token.
+        let merged = n == 3 && (v.pair_rank(t, s) != NONE || v.pair_rank(t, s + 1) != NONE);
+        (n as u64 - u64::from(merged), true)
+    } else if n <= SMALL {
         (count_small(v, t, s, e), true)
     } else if n <= WINDOW {
         (scratch.0.merge(v, t, s, e, None) as u64, true)
@@ -503,8 +508,12 @@ mod tests {
         let mut merger = Merger::default();
         for round in 0..24_000 {
             let alphabet = alphabets[round % alphabets.len()];
-            // Mostly array-scan lengths, every fourth round up to a window.
-            let n = 2 + if round % 4 == 3 { rng.below(WINDOW - 1) } else { rng.below(SMALL - 1) };
+            // Mostly array-scan lengths, every fourth round up to a window, every tenth 2-3 bytes.
+            let n = 2 + match round % 10 {
+                3 | 7 => rng.below(WINDOW - 1),
+                9 => rng.below(2),
+                _ => rng.below(SMALL - 1),
+            };
             let text: Vec<u8> = (0..n).map(|_| *rng.pick(alphabet)).collect();
             for v in [&CL100K, &O200K] {
                 let blocks = merger.merge(v, &text, 0, n, None) as u64;
@@ -512,6 +521,12 @@ mod tests {
                 assert_eq!(blocks, heap, "{:?}", String::from_utf8_lossy(&text));
                 if n <= SMALL {
                     assert_eq!(count_small(v, &text, 0, n), heap, "{:?}", String::from_utf8_lossy(&text));
+                }
+                if v.rank(&text, 0, n) == NONE {
+                    // What the counting path runs on a span that is no token.
+                    let mut scratch = Scratch::default();
+                    let unsplit = count_unsplit(v, &mut scratch, &text, 0, n, u64::MAX).0;
+                    assert_eq!(unsplit, heap, "{:?}", String::from_utf8_lossy(&text));
                 }
             }
         }

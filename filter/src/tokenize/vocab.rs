@@ -224,7 +224,15 @@ impl Vocab {
     /// Rank of the token `t[start..end]`, or [`NONE`].
     #[inline(always)]
     pub fn rank(&self, t: &[u8], start: usize, end: usize) -> u32 {
-        key_of(t, start, end).map_or(NONE, |k| self.find(k))
+        key_of(t, start, end).map_or(NONE, |k| self.find(k, false))
+    }
+
+    /// [`Vocab::rank`] for the parts a merge cuts a piece into (a CJK character, a stretch of
+    /// letters), which are often no token: the miss filter before the probe. (Not for whole
+    /// pieces: words are tokens, and the filter cost prose 0.5-1.7 % more instructions.)
+    #[inline(always)]
+    pub fn rank_of_part(&self, t: &[u8], start: usize, end: usize) -> u32 {
+        key_of(t, start, end).map_or(NONE, |k| self.find(k, true))
     }
 
     /// [`Vocab::rank`] for the lookups of a merge, which mostly miss: the miss filter first,
@@ -240,7 +248,7 @@ impl Vocab {
     /// The front table's set for the hash first (the two most frequent tokens with that index):
     /// frequent tokens are found in one 32-byte read, without probing.
     #[inline(always)]
-    fn find(&self, k: Key<'_>) -> u32 {
+    fn find(&self, k: Key<'_>, filtered: bool) -> u32 {
         let len_bits = ((k.len - 1) as u64) << LEN_SHIFT;
         let (k0, m0, k1, m1) = match FRONT.get(2 + 4 * (k.hash >> (64 - FRONT_BITS + 1)) as usize..) {
             Some(&[k0, m0, k1, m1, ..]) => (k0, m0, k1, m1),
@@ -253,7 +261,11 @@ impl Vocab {
         if (hit0 | hit1) && rest_matches(m, k.rest) {
             return self.rank_of(m);
         }
-        self.probe(k)
+        if !filtered || may_hold(k.hash) {
+            self.probe(k)
+        } else {
+            NONE
+        }
     }
 
     #[inline(always)]
