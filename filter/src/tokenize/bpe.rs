@@ -2,6 +2,8 @@
 //! the adjacent pair whose concatenation has the lowest rank, the leftmost on ties.
 //!
 //! - A piece in the vocabulary is one token (one lookup).
+//! - A piece whose length alone puts it past the budget (a long run of ASCII letters: no token
+//!   holds more than 41 of them in a row) is over without merging (`bound_over`).
 //! - A piece is first cut where no token can span a boundary (a bit per byte pair, then a filter
 //!   of the windows tokens hold around their inner boundaries): no merge ever crosses such a
 //!   point, so the segments merge independently.
