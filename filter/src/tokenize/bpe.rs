@@ -264,9 +264,9 @@ struct Merger {
 }
 
 impl Merger {
-    /// Merges `t[s..e]`; returns the token count and, if `starts` is given, writes the token
-    /// start offsets (absolute) followed by `e`.
-    /// Spans of at most `WINDOW` bytes (a part's position is `POS_BITS` of its key).
+    /// Merges `t[s..e]`, at most `WINDOW` bytes (a part's position is `POS_BITS` of its key);
+    /// returns the token count and, if `starts` is given, writes the token start offsets
+    /// (absolute) followed by `e`.
     fn merge(&mut self, v: &Vocab, t: &[u8], s: usize, e: usize, starts: Option<&mut Vec<usize>>) -> usize {
         let n = e - s;
         debug_assert!(n <= WINDOW);
@@ -510,7 +510,7 @@ mod tests {
         let mut merger = Merger::default();
         for round in 0..24_000 {
             let alphabet = alphabets[round % alphabets.len()];
-            // Mostly array-scan lengths, every fourth round up to a window, every tenth 2-3 bytes.
+            // Mostly array-scan lengths; two rounds in ten up to a window, one in ten 2-3 bytes.
             let n = 2 + match round % 10 {
                 3 | 7 => rng.below(WINDOW - 1),
                 9 => rng.below(2),
