@@ -49,8 +49,11 @@ pub fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usiz
 
 #[inline(never)]
 fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
-    if let Some(n) = t.get(s..e).and_then(|piece| bound_over(v, piece, budget)) {
-        return (n, false);
+    // (No piece has more tokens than bytes: only one longer than the budget can be over by a bound.)
+    if (e - s) as u64 > budget {
+        if let Some(n) = t.get(s..e).and_then(|piece| bound_over(v, piece, budget)) {
+            return (n, false);
+        }
     }
     // Split the piece where no token holds the two neighbouring bytes (`Vocab::inside`): no
     // merge crosses such a point, and the merges on either side never change the pairs of the
