@@ -14,6 +14,8 @@ static CL100K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT
 static O200K_PAIRS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_pairs.bin")));
 static CL100K_INSIDE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_inside.bin")));
 static O200K_INSIDE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_inside.bin")));
+static CL100K_SOLID: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_solid.bin")));
+static O200K_SOLID: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_solid.bin")));
 static SPAN_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/span_filter.bin")));
 
 #[cfg(target_endian = "big")]
@@ -43,10 +45,18 @@ pub static CL100K: Vocab = Vocab::new(
     CL100K_RANK_BITS,
     as_u32s(CL100K_PAIRS),
     as_words(CL100K_INSIDE),
+    as_words(CL100K_SOLID),
     CL100K_MAX_LETTER_RUN,
 );
-pub static O200K: Vocab =
-    Vocab::new(true, O200K_RANK_SHIFT, O200K_RANK_BITS, as_u32s(O200K_PAIRS), as_words(O200K_INSIDE), O200K_MAX_LETTER_RUN);
+pub static O200K: Vocab = Vocab::new(
+    true,
+    O200K_RANK_SHIFT,
+    O200K_RANK_BITS,
+    as_u32s(O200K_PAIRS),
+    as_words(O200K_INSIDE),
+    as_words(O200K_SOLID),
+    O200K_MAX_LETTER_RUN,
+);
 
 /// Rank of "no such token".
 pub const NONE: u32 = u32::MAX;
@@ -56,6 +66,9 @@ pub struct Vocab {
     pairs: &'static [u32],
     /// One bit per 2-byte string: set if some token holds the two bytes next to each other.
     inside: &'static [u64],
+    /// Two bits per code point below U+10000: the "solid" 2- and 3-byte characters a merge may
+    /// take whole from the start before a 2-byte / 3-byte character (`build.rs`, `solid_chars`).
+    solid: &'static [u64],
     /// Which encoding's keys of the span filter are ours.
     o200k: bool,
     /// The most ASCII letters in a row any token holds.
@@ -160,12 +173,14 @@ impl Vocab {
         rank_bits: u32,
         pairs: &'static [u32],
         inside: &'static [u64],
+        solid: &'static [u64],
         max_letter_run: usize,
     ) -> Vocab {
         let bits = if TABLE.is_empty() { 0 } else { TABLE[0] as u32 };
         Vocab {
             pairs,
             inside,
+            solid,
             o200k,
             max_letter_run,
             rank_shift,
@@ -192,6 +207,20 @@ impl Vocab {
     #[inline(always)]
     pub fn inside(&self) -> Option<&'static [u64; 1024]> {
         self.inside.try_into().ok()
+    }
+
+    /// Whether the character `cp` (below U+10000) is solid before a character whose lead byte is
+    /// `next` (`None`: the end of the span): then, after a continuation byte or at the start of
+    /// a span, a merge of the span may take it as one part from the start (`bpe::seed_solid`).
+    #[inline(always)]
+    pub fn solid(&self, cp: u32, next: Option<u8>) -> bool {
+        let bits = self.solid.get(cp as usize / 32).map_or(0, |w| w >> (2 * (cp % 32)) & 3);
+        match next {
+            None => bits != 0,
+            Some(0xc2..=0xdf) => bits & 1 != 0,
+            Some(0xe0..=0xef) => bits & 2 != 0,
+            Some(_) => false,
+        }
     }
 
     /// Whether some token may span the boundary before `p[i]` (`0 < i < p.len()`), that is, be
