@@ -16,6 +16,8 @@ static CL100K_INSIDE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OU
 static O200K_INSIDE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_inside.bin")));
 static CL100K_SOLID: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_solid.bin")));
 static O200K_SOLID: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/o200k_solid.bin")));
+static CL100K_SOLID_PAIRS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_solid_pairs.bin"));
+static O200K_SOLID_PAIRS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_solid_pairs.bin"));
 static SPAN_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/span_filter.bin")));
 
 #[cfg(target_endian = "big")]
@@ -45,7 +47,7 @@ pub static CL100K: Vocab = Vocab::new(
     CL100K_RANK_BITS,
     as_u32s(CL100K_PAIRS),
     as_words(CL100K_INSIDE),
-    as_words(CL100K_SOLID),
+    Solid { chars: as_words(CL100K_SOLID), pairs: CL100K_SOLID_PAIRS },
     CL100K_MAX_LETTER_RUN,
 );
 pub static O200K: Vocab = Vocab::new(
@@ -54,21 +56,27 @@ pub static O200K: Vocab = Vocab::new(
     O200K_RANK_BITS,
     as_u32s(O200K_PAIRS),
     as_words(O200K_INSIDE),
-    as_words(O200K_SOLID),
+    Solid { chars: as_words(O200K_SOLID), pairs: O200K_SOLID_PAIRS },
     O200K_MAX_LETTER_RUN,
 );
 
 /// Rank of "no such token".
 pub const NONE: u32 = u32::MAX;
 
+/// The "solid" 2- and 3-byte characters a merge may take whole from the start (`build.rs`,
+/// `solid_chars`): four bits per code point below U+10000, and one byte per (continuation byte,
+/// lead byte).
+struct Solid {
+    chars: &'static [u64],
+    pairs: &'static [u8],
+}
+
 pub struct Vocab {
     /// Rank of each 2-byte string, indexed by `b0 << 8 | b1`.
     pairs: &'static [u32],
     /// One bit per 2-byte string: set if some token holds the two bytes next to each other.
     inside: &'static [u64],
-    /// Two bits per code point below U+10000: the "solid" 2- and 3-byte characters a merge may
-    /// take whole from the start before a 2-byte / 3-byte character (`build.rs`, `solid_chars`).
-    solid: &'static [u64],
+    solid: Solid,
     /// Which encoding's keys of the span filter are ours.
     o200k: bool,
     /// The most ASCII letters in a row any token holds.
@@ -173,7 +181,7 @@ impl Vocab {
         rank_bits: u32,
         pairs: &'static [u32],
         inside: &'static [u64],
-        solid: &'static [u64],
+        solid: Solid,
         max_letter_run: usize,
     ) -> Vocab {
         let bits = if TABLE.is_empty() { 0 } else { TABLE[0] as u32 };
@@ -209,18 +217,24 @@ impl Vocab {
         self.inside.try_into().ok()
     }
 
-    /// Whether the character `cp` (below U+10000) is solid before a character whose lead byte is
-    /// `next` (`None`: the end of the span): then, after a continuation byte or at the start of
-    /// a span, a merge of the span may take it as one part from the start (`bpe::seed_solid`).
+    /// Whether the character `cp` (below U+10000), whose last byte is `last`, is solid before a
+    /// character whose lead byte is `next` (`None`: the end of the span): then, after a
+    /// continuation byte or at the start of a span, a merge of the span may take it as one part
+    /// from the start (`bpe::seed_solid`).
     #[inline(always)]
-    pub fn solid(&self, cp: u32, next: Option<u8>) -> bool {
-        let bits = self.solid.get(cp as usize / 32).map_or(0, |w| w >> (2 * (cp % 32)) & 3);
-        match next {
-            None => bits != 0,
-            Some(0xc2..=0xdf) => bits & 1 != 0,
-            Some(0xe0..=0xef) => bits & 2 != 0,
-            Some(_) => false,
-        }
+    pub fn solid(&self, cp: u32, last: u8, next: Option<u8>) -> bool {
+        let nibble = self.solid.chars.get(cp as usize / 16).map_or(0, |w| w >> (4 * (cp % 16)) & 15);
+        let class = match next {
+            None => return nibble & 3 != 0,
+            Some(0xc2..=0xdf) => 1,
+            Some(0xe0..=0xef) => 2,
+            Some(_) => return false,
+        };
+        // The tokens starting with the last byte and the next lead byte reach more levels than
+        // the character's own merges.
+        let pair = usize::from(last & 0x3f) << 6 | usize::from(next.unwrap_or(0) & 0x3f);
+        let reach = self.solid.pairs.get(pair).copied().unwrap_or(0);
+        nibble & class != 0 && u64::from(reach) > nibble >> 2
     }
 
     /// Whether some token may span the boundary before `p[i]` (`0 < i < p.len()`), that is, be
