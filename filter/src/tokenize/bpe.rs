@@ -302,7 +302,7 @@ fn seed_solid(v: &Vocab, seg: &[u8], next: &mut [u8; SMALL], prev: &mut [u8; SMA
             k += 1;
             continue;
         }
-        let cont = |i: usize| seg.get(k + i).copied().filter(|b| (0x80..0xc0).contains(b)).map(|b| u32::from(b & 0x3f));
+        let cont = |i: usize| seg.get(k + i).copied().filter(|&b| is_continuation(b)).map(|b| u32::from(b & 0x3f));
         // (Only the shortest encoding is the character: `seg` need not be UTF-8 here.)
         let cp = match (len, cont(1), cont(2)) {
             (2, Some(c1), _) if b0 >= 0xc2 => u32::from(b0 & 0x1f) << 6 | c1,
@@ -312,7 +312,7 @@ fn seed_solid(v: &Vocab, seg: &[u8], next: &mut [u8; SMALL], prev: &mut [u8; SMA
                 continue;
             }
         };
-        let before_ok = k == 0 || seg.get(k - 1).is_some_and(|b| (0x80..0xc0).contains(b));
+        let before_ok = k == 0 || seg.get(k - 1).is_some_and(|&b| is_continuation(b));
         let last = seg.get(k + len - 1).copied().unwrap_or(0);
         if before_ok && v.solid(cp, last, seg.get(k + len).copied()) {
             next[k] = (k + len) as u8;
@@ -572,6 +572,15 @@ mod tests {
     use crate::tokenize::tests::{Rng, CORPUS};
     use crate::tokenize::vocab::{CL100K, O200K};
 
+    /// How many parts `seed_solid` removes from `text` (at most `SMALL` bytes).
+    fn seeds(v: &Vocab, text: &[u8]) -> usize {
+        let (mut next, mut prev) = ([0u8; SMALL], [0u8; SMALL]);
+        for (k, x) in next.iter_mut().enumerate() {
+            *x = (k + 1) as u8;
+        }
+        seed_solid(v, text, &mut next, &mut prev)
+    }
+
     /// The array scan, the block-minima merge and the heap merge are three implementations of
     /// tiktoken's merge: they must agree on every segment, whatever its length.
     #[test]
@@ -639,11 +648,7 @@ mod tests {
                 continue;
             }
             for (i, v) in [&CL100K, &O200K].into_iter().enumerate() {
-                let (mut next, mut prev) = ([0u8; SMALL], [0u8; SMALL]);
-                for (k, x) in next.iter_mut().enumerate() {
-                    *x = (k + 1) as u8;
-                }
-                if seed_solid(v, &text, &mut next, &mut prev) > 0 {
+                if seeds(v, &text) > 0 {
                     seeded[i] += 1;
                 }
                 assert_eq!(count_small(v, &text, 0, n), whole(v, &text, 0, n).0, "round {round}: {:?}", String::from_utf8_lossy(&text));
@@ -668,7 +673,7 @@ mod tests {
             let bpe = &oracle(enc).bpe;
             for r in 0..1u32 << 16 {
                 let Ok(tok) = bpe.decode_bytes(&[r]) else { continue };
-                if tok.len() < 2 || !(0x80..0xc0).contains(&tok[0]) || !(0xc2..0xf0).contains(&tok[1]) {
+                if tok.len() < 2 || !is_continuation(tok[0]) || !(0xc2..0xf0).contains(&tok[1]) {
                     continue;
                 }
                 // The token's bytes after the first, completed to whole characters.
@@ -690,11 +695,7 @@ mod tests {
                     if std::str::from_utf8(&text).is_err() {
                         continue;
                     }
-                    let (mut nx, mut pv) = ([0u8; SMALL], [0u8; SMALL]);
-                    for (k, x) in nx.iter_mut().enumerate() {
-                        *x = (k + 1) as u8;
-                    }
-                    if text.len() > SMALL || seed_solid(v, &text, &mut nx, &mut pv) == 0 {
+                    if text.len() > SMALL || seeds(v, &text) == 0 {
                         continue;
                     }
                     seeded += 1;
