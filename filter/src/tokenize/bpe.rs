@@ -42,9 +42,9 @@ const OVERLAP: usize = 48;
 /// Exact token count of `t[s..e]` (one pre-tokenizer piece). Stops once the count passes
 /// `budget`; the flag is false when it stopped before the end (the count is then a lower bound).
 #[inline(always)]
-pub fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
+pub fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, w0: u64, budget: u64) -> (u64, bool) {
     let n = e - s;
-    if n == 1 || v.rank(t, s, e) != NONE {
+    if n == 1 || v.rank_from(t, s, e, w0) != NONE {
         return (1, true);
     }
     count_merged(v, scratch, t, s, e, budget)

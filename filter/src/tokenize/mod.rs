@@ -78,7 +78,6 @@ pub enum Count {
 /// One encoding, ready to count.
 pub struct Tokenizer {
     encoding: Encoding,
-    vocab: &'static Vocab,
     next_piece: fn(&[u8], usize) -> usize,
 }
 
@@ -102,8 +101,10 @@ fn count_with(
     while i < t.len() {
         // The common pieces (ASCII words, punctuation, digits) are decided from a load or two;
         // the full scanner decides the rest.
-        let e = pretokenize::ascii_piece(t, i, cl100k).unwrap_or_else(|| next_piece(t, i));
-        let (n, finished) = bpe::count_piece(vocab, &mut scratch, t, i, e, limit.saturating_sub(total));
+        // One load of the piece's first 8 bytes for both steps.
+        let w = vocab::load8(t, i);
+        let e = pretokenize::ascii_piece(t, i, w, cl100k).unwrap_or_else(|| next_piece(t, i));
+        let (n, finished) = bpe::count_piece(vocab, &mut scratch, t, i, e, w, limit.saturating_sub(total));
         total += n;
         if total > limit {
             return Count::Over { counted: total, complete: finished && e == t.len() };
@@ -114,9 +115,9 @@ fn count_with(
 }
 
 static CL100K: Tokenizer =
-    Tokenizer { encoding: Encoding::Cl100kBase, vocab: &vocab::CL100K, next_piece: pretokenize::next_cl100k };
+    Tokenizer { encoding: Encoding::Cl100kBase, next_piece: pretokenize::next_cl100k };
 static O200K: Tokenizer =
-    Tokenizer { encoding: Encoding::O200kBase, vocab: &vocab::O200K, next_piece: pretokenize::next_o200k };
+    Tokenizer { encoding: Encoding::O200kBase, next_piece: pretokenize::next_o200k };
 
 impl Tokenizer {
     /// The tokenizer for `encoding`. Its tables are static data: this costs nothing and cannot
@@ -137,6 +138,14 @@ impl Tokenizer {
         self.encoding
     }
 
+    #[cfg(test)]
+    fn vocab(&self) -> &'static Vocab {
+        match self.encoding {
+            Encoding::Cl100kBase => &vocab::CL100K,
+            Encoding::O200kBase => &vocab::O200K,
+        }
+    }
+
     /// Exact token count of `text`.
     pub fn count(&self, text: &str) -> u64 {
         match self.count_until(text, u64::MAX) {
@@ -148,10 +157,12 @@ impl Tokenizer {
     /// limit is passed (at the end of the piece that passed it, or inside a long piece), so a
     /// huge text costs about `limit` tokens of work, not its length.
     pub fn count_until(&self, text: &str, limit: u64) -> Count {
-        // One loop per encoding, so the pre-tokenizer is inlined into it.
+        // One loop per encoding, so the pre-tokenizer is inlined into it, and the vocabulary
+        // named as its static, so its fields fold into the code (prose: −3 % / −1.5 %
+        // instructions in wasmtime, cl100k / o200k).
         match self.encoding {
-            Encoding::Cl100kBase => count_with(self.vocab, text.as_bytes(), limit, true, pretokenize::next_cl100k),
-            Encoding::O200kBase => count_with(self.vocab, text.as_bytes(), limit, false, pretokenize::next_o200k),
+            Encoding::Cl100kBase => count_with(&vocab::CL100K, text.as_bytes(), limit, true, pretokenize::next_cl100k),
+            Encoding::O200kBase => count_with(&vocab::O200K, text.as_bytes(), limit, false, pretokenize::next_o200k),
         }
     }
 
@@ -166,7 +177,7 @@ impl Tokenizer {
                 return None;
             }
             // The same two steps as counting: the ASCII fast path, else the full scanner.
-            let e = pretokenize::ascii_piece(t, i, cl100k).unwrap_or_else(|| next(t, i));
+            let e = pretokenize::ascii_piece(t, i, vocab::load8(t, i), cl100k).unwrap_or_else(|| next(t, i));
             let piece = text.get(i..e);
             i = e;
             piece

@@ -53,12 +53,6 @@ fn ascii_lower(w: u64) -> u64 {
     ascii_range(w, b'a', b'z')
 }
 
-/// 0x80 in each byte of `w` that is an ASCII uppercase letter.
-#[inline(always)]
-fn ascii_upper(w: u64) -> u64 {
-    ascii_range(w, b'A', b'Z')
-}
-
 /// 0x80 in each byte of `w` that is an ASCII digit.
 #[inline(always)]
 fn ascii_digits(w: u64) -> u64 {
@@ -98,11 +92,12 @@ const PREFIX_BYTES: [u64; 2] = {
 /// o200k capitals then lowercase letters (`U*W+`, or `U+` when no lowercase letter follows),
 /// and a capital after a lowercase letter ends its piece.
 /// Past the end of `t` the loads read zeros, which end a word or digit run as the end does.
+/// `w` is `load8(t, i)` (the counting loop loads it once for this and the lookup).
 #[inline(always)]
-pub fn ascii_piece(t: &[u8], i: usize, cl100k: bool) -> Option<usize> {
-    let w = load8(t, i);
-    let (upper, lower) = (ascii_upper(w), ascii_lower(w));
-    let letters = if cl100k { ascii_letters(w) } else { upper | lower };
+pub fn ascii_piece(t: &[u8], i: usize, w: u64, cl100k: bool) -> Option<usize> {
+    // An ASCII letter is lowercase when its bit 5 is set; `w << 2` moves that bit to bit 7.
+    let letters = ascii_letters(w);
+    let (upper, lower) = (letters & !(w << 2), letters & (w << 2));
     // Where the letters start: byte 0, or byte 1 after a prefix character.
     let start = if letters & 0x80 != 0 {
         0

@@ -123,7 +123,7 @@ fn early_exit_stops_near_the_limit() {
 fn long_letter_runs_are_over_by_their_length() {
     for enc in ENCODINGS {
         let t = tok(enc);
-        let run = t.vocab.max_letter_run();
+        let run = t.vocab().max_letter_run();
         for (text, limit) in [
             // The alphabet is one token in both encodings: the bound comes close to the count.
             ("abcdefghijklmnopqrstuvwxyz".repeat(4_000), 1000u64),
@@ -158,7 +158,7 @@ fn max_letter_run_matches_the_vocabulary() {
             .filter_map(|r| oracle.bpe.decode_bytes(&[r]).ok())
             .flat_map(|b| b.split(|c| !c.is_ascii_alphabetic()).map(<[u8]>::len).max())
             .max();
-        assert_eq!(run, Some(tok(enc).vocab.max_letter_run()), "{enc:?}");
+        assert_eq!(run, Some(tok(enc).vocab().max_letter_run()), "{enc:?}");
     }
 }
 

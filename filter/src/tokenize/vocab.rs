@@ -89,13 +89,10 @@ pub struct Vocab {
 
 const LEN_MASK: u64 = ((1 << LEN_BITS) - 1) << LEN_SHIFT;
 
+/// The mask of the low `len` bytes of a word, for `1 <= len <= 8` (one shift, no branch).
 #[inline(always)]
 pub fn mask_of(len: usize) -> u64 {
-    if len >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * len)) - 1
-    }
+    u64::MAX.wrapping_shr(64u32.wrapping_sub(8 * len as u32))
 }
 
 /// The 8 bytes at `t[i..]`, zero-padded past the end of `t`.
@@ -136,12 +133,18 @@ struct Key<'a> {
 /// The key of `t[start..end]`; `None` for a piece longer than any token.
 #[inline(always)]
 fn key_of(t: &[u8], start: usize, end: usize) -> Option<Key<'_>> {
+    key_from(t, start, end, load8(t, start))
+}
+
+/// [`key_of`] with `w0 == load8(t, start)` already loaded.
+#[inline(always)]
+fn key_from(t: &[u8], start: usize, end: usize, w0: u64) -> Option<Key<'_>> {
     let len = end - start;
     if len <= 8 {
-        let word = load8(t, start) & mask_of(len);
+        let word = w0 & mask_of(len);
         Some(Key { hash: hash_word(word, len), first: word, len, rest: Rest::None })
     } else if len <= 16 {
-        let (w0, w1) = (load8(t, start), load8(t, start + 8) & mask_of(len - 8));
+        let w1 = load8(t, start + 8) & mask_of(len - 8);
         Some(Key { hash: hash_words2(w0, w1, len), first: w0, len, rest: Rest::Word(w1) })
     } else if len <= MAX_TOKEN_LEN {
         t.get(start..end).map(long_key)
@@ -265,9 +268,15 @@ impl Vocab {
     }
 
     /// Rank of the token `t[start..end]`, or [`NONE`].
-    #[inline(always)]
+    #[cfg(test)]
     pub fn rank(&self, t: &[u8], start: usize, end: usize) -> u32 {
-        key_of(t, start, end).map_or(NONE, |k| self.find(k, false))
+        self.rank_from(t, start, end, load8(t, start))
+    }
+
+    /// [`Vocab::rank`] with `w0 == load8(t, start)`, which the pre-tokenizer has loaded.
+    #[inline(always)]
+    pub fn rank_from(&self, t: &[u8], start: usize, end: usize, w0: u64) -> u32 {
+        key_from(t, start, end, w0).map_or(NONE, |k| self.find(k, t, start, end, false))
     }
 
     /// [`Vocab::rank`] for the parts a merge cuts a piece into (a CJK character, a stretch of
@@ -276,7 +285,7 @@ impl Vocab {
     /// in wasmtime and 2.7 % more in V8.)
     #[inline(always)]
     pub fn rank_of_part(&self, t: &[u8], start: usize, end: usize) -> u32 {
-        key_of(t, start, end).map_or(NONE, |k| self.find(k, true))
+        key_of(t, start, end).map_or(NONE, |k| self.find(k, t, start, end, true))
     }
 
     /// [`Vocab::rank`] for the lookups of a merge, which mostly miss: the miss filter first,
@@ -292,7 +301,7 @@ impl Vocab {
     /// The front table's set for the hash first (the two most frequent tokens with that index):
     /// frequent tokens are found in one 32-byte read, without probing.
     #[inline(always)]
-    fn find(&self, k: Key<'_>, filtered: bool) -> u32 {
+    fn find(&self, k: Key<'_>, t: &[u8], start: usize, end: usize, filtered: bool) -> u32 {
         let len_bits = ((k.len - 1) as u64) << LEN_SHIFT;
         let (k0, m0, k1, m1) = match FRONT.get(2 + 4 * (k.hash >> (64 - FRONT_BITS + 1)) as usize..) {
             Some(&[k0, m0, k1, m1, ..]) => (k0, m0, k1, m1),
@@ -306,10 +315,18 @@ impl Vocab {
             return self.rank_of(m);
         }
         if !filtered || may_hold(k.hash) {
-            self.probe(k)
+            self.probe_at(t, start, end)
         } else {
             NONE
         }
+    }
+
+    /// [`Vocab::probe`] for `t[start..end]`, out of line with the key rebuilt from the bytes: a
+    /// `Key` passed to a call goes through memory in wasm, and its stores were on the path of
+    /// every lookup, front-table hits included.
+    #[inline(never)]
+    fn probe_at(&self, t: &[u8], start: usize, end: usize) -> u32 {
+        key_of(t, start, end).map_or(NONE, |k| self.probe(k))
     }
 
     #[inline(always)]
