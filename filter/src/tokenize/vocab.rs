@@ -276,7 +276,33 @@ impl Vocab {
     /// [`Vocab::rank`] with `w0 == load8(t, start)`, which the pre-tokenizer has loaded.
     #[inline(always)]
     pub fn rank_from(&self, t: &[u8], start: usize, end: usize, w0: u64) -> u32 {
-        key_from(t, start, end, w0).map_or(NONE, |k| self.find(k, t, start, end, false))
+        let len = end - start;
+        if len > 8 {
+            return self.rank_long(t, start, end);
+        }
+        // Most pieces (words): the key is the word, and there is nothing past it to compare.
+        let word = w0 & mask_of(len);
+        match self.front(hash_word(word, len), word, len) {
+            Some(meta) => self.rank_of(meta),
+            None => self.probe_at(t, start, end),
+        }
+    }
+
+    /// [`Vocab::rank`] of a piece longer than 8 bytes, out of line: one piece in ten in prose,
+    /// and the short path stays small (no dispatch on the kind of key).
+    #[inline(never)]
+    fn rank_long(&self, t: &[u8], start: usize, end: usize) -> u32 {
+        let len = end - start;
+        if len <= 16 {
+            let (w0, w1) = (load8(t, start), load8(t, start + 8) & mask_of(len - 8));
+            if let Some(meta) = self.front(hash_words2(w0, w1, len), w0, len) {
+                if rest_matches(meta, Rest::Word(w1)) {
+                    return self.rank_of(meta);
+                }
+            }
+            return self.probe_at(t, start, end);
+        }
+        key_of(t, start, end).map_or(NONE, |k| self.find(k, t, start, end, false))
     }
 
     /// [`Vocab::rank`] for the parts a merge cuts a piece into (a CJK character, a stretch of
@@ -293,7 +319,7 @@ impl Vocab {
     #[inline(always)]
     pub fn rank_in_merge(&self, t: &[u8], start: usize, end: usize) -> u32 {
         match key_of(t, start, end) {
-            Some(k) if may_hold(k.hash) => self.probe(k),
+            Some(k) if may_hold(k.hash) => self.probe_at(t, start, end),
             _ => NONE,
         }
     }
@@ -302,17 +328,10 @@ impl Vocab {
     /// frequent tokens are found in one 32-byte read, without probing.
     #[inline(always)]
     fn find(&self, k: Key<'_>, t: &[u8], start: usize, end: usize, filtered: bool) -> u32 {
-        let len_bits = ((k.len - 1) as u64) << LEN_SHIFT;
-        let (k0, m0, k1, m1) = match FRONT.get(2 + 4 * (k.hash >> (64 - FRONT_BITS + 1)) as usize..) {
-            Some(&[k0, m0, k1, m1, ..]) => (k0, m0, k1, m1),
-            _ => (0, EMPTY_META, 0, EMPTY_META),
-        };
-        // Both ways compared before one branch: which way holds a token is not predictable.
-        let hit0 = (k0 == k.first) & (m0 & LEN_MASK == len_bits);
-        let hit1 = (k1 == k.first) & (m1 & LEN_MASK == len_bits);
-        let m = if hit0 { m0 } else { m1 };
-        if (hit0 | hit1) && rest_matches(m, k.rest) {
-            return self.rank_of(m);
+        if let Some(meta) = self.front(k.hash, k.first, k.len) {
+            if rest_matches(meta, k.rest) {
+                return self.rank_of(meta);
+            }
         }
         if !filtered || may_hold(k.hash) {
             self.probe_at(t, start, end)
@@ -324,9 +343,31 @@ impl Vocab {
     /// [`Vocab::probe`] for `t[start..end]`, out of line with the key rebuilt from the bytes: a
     /// `Key` passed to a call goes through memory in wasm, and its stores were on the path of
     /// every lookup, front-table hits included.
+    /// Keys of up to 8 bytes (most lookups) get a probe of their own, with nothing past the
+    /// first word to compare.
     #[inline(never)]
     fn probe_at(&self, t: &[u8], start: usize, end: usize) -> u32 {
+        let len = end - start;
+        if len <= 8 {
+            let word = load8(t, start) & mask_of(len);
+            return self.probe(Key { hash: hash_word(word, len), first: word, len, rest: Rest::None });
+        }
         key_of(t, start, end).map_or(NONE, |k| self.probe(k))
+    }
+
+    /// The meta word of the front table's way whose token has `len` bytes starting with
+    /// `first` (the first 8 bytes, zero-padded), if one has.
+    #[inline(always)]
+    fn front(&self, hash: u64, first: u64, len: usize) -> Option<u64> {
+        let len_bits = ((len - 1) as u64) << LEN_SHIFT;
+        let (k0, m0, k1, m1) = match FRONT.get(2 + 4 * (hash >> (64 - FRONT_BITS + 1)) as usize..) {
+            Some(&[k0, m0, k1, m1, ..]) => (k0, m0, k1, m1),
+            _ => (0, EMPTY_META, 0, EMPTY_META),
+        };
+        // Both ways compared before one branch: which way holds a token is not predictable.
+        let hit0 = (k0 == first) & (m0 & LEN_MASK == len_bits);
+        let hit1 = (k1 == first) & (m1 & LEN_MASK == len_bits);
+        (hit0 | hit1).then_some(if hit0 { m0 } else { m1 })
     }
 
     #[inline(always)]
@@ -342,7 +383,7 @@ impl Vocab {
 
     /// The probe: slots from the hash's home on, until the token or a slot that proves its
     /// absence (empty, or closer to its own home than we are to ours).
-    #[inline(never)]
+    #[inline(always)]
     fn probe(&self, k: Key<'_>) -> u32 {
         let len_bits = ((k.len - 1) as u64) << LEN_SHIFT;
         let mut i = (k.hash >> self.shift) as usize;
