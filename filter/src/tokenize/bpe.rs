@@ -28,7 +28,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::layout::{MAX_TOKEN_LEN, O200K_RANK_BITS};
+use super::layout::{hash_words2, MAX_TOKEN_LEN, O200K_RANK_BITS};
 use super::pretokenize::all_ascii_letters;
 use super::unicode::is_continuation;
 use super::vocab::{load8, mask_of, Vocab, NONE};
@@ -50,8 +50,22 @@ pub fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usiz
     count_merged(v, scratch, t, s, e, budget)
 }
 
+/// A piece that is no token: its count from the memo of this count's merged pieces, or merged.
 #[inline(never)]
 fn count_merged(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
+    let key = Memo::key(t, s, e);
+    if let Some(n) = key.and_then(|k| scratch.1.get(k)) {
+        return (n, true);
+    }
+    let (n, finished) = merge_piece(v, scratch, t, s, e, budget);
+    if let (Some(k), true) = (key, finished) {
+        scratch.1.put(k, n);
+    }
+    (n, finished)
+}
+
+#[inline(always)]
+fn merge_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
     // (No piece has more tokens than bytes: only one longer than the budget can be over by a bound.)
     if (e - s) as u64 > budget {
         if let Some(n) = t.get(s..e).and_then(|piece| bound_over(v, piece, budget)) {
@@ -206,9 +220,61 @@ fn count_unsplit(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize,
     }
 }
 
-/// Reusable buffers for one count (empty, and free, until a piece needs a merge).
+/// Reusable buffers for one count (empty, and free, until a piece needs a merge), and the memo
+/// of its merged pieces.
 #[derive(Default)]
-pub struct Scratch(Merger);
+pub struct Scratch(Merger, Memo);
+
+/// Slots of [`Memo`].
+const MEMO_SLOTS: usize = 32;
+
+/// The counts of the pieces of up to 16 bytes that one count has merged, by their bytes
+/// (direct-mapped, the newest piece wins a slot). Texts use their rare words again and again
+/// (a name, a term, an identifier), and each merge of such a word costs thousands of
+/// instructions against a few dozen for a look here: 4 KB of the bench prose merges 10 pieces
+/// with o200k_base, 8 of them the same word. Free to create: no slot is read before `valid`
+/// says it was written.
+#[derive(Default)]
+struct Memo {
+    valid: u32,
+    slots: [MemoSlot; MEMO_SLOTS],
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+struct MemoSlot {
+    /// The piece's bytes, zero-padded: 0..8 and 8..16.
+    w0: u64,
+    w1: u64,
+    len: u32,
+    count: u32,
+}
+
+impl Memo {
+    /// The piece's slot and its key (the count left 0), for pieces of up to 16 bytes.
+    #[inline(always)]
+    fn key(t: &[u8], s: usize, e: usize) -> Option<(usize, MemoSlot)> {
+        let len = e - s;
+        if len > 16 {
+            return None;
+        }
+        let w0 = load8(t, s) & mask_of(len.min(8));
+        let w1 = if len > 8 { load8(t, s + 8) & mask_of(len - 8) } else { 0 };
+        let at = (hash_words2(w0, w1, len) >> (64 - MEMO_SLOTS.trailing_zeros())) as usize;
+        Some((at, MemoSlot { w0, w1, len: len as u32, count: 0 }))
+    }
+
+    fn get(&self, (at, key): (usize, MemoSlot)) -> Option<u64> {
+        let slot = self.slots.get(at).filter(|_| self.valid >> at & 1 != 0)?;
+        (MemoSlot { count: 0, ..*slot } == key).then_some(u64::from(slot.count))
+    }
+
+    fn put(&mut self, (at, key): (usize, MemoSlot), count: u64) {
+        if let (Some(slot), Ok(count)) = (self.slots.get_mut(at), u32::try_from(count)) {
+            *slot = MemoSlot { count, ..key };
+            self.valid |= 1 << at;
+        }
+    }
+}
 
 /// tiktoken's `_byte_pair_merge` for short pieces, on the stack. Parts are named by the byte
 /// they start at and linked both ways; `rank[k]` is the rank of merging part `k` with the next

@@ -445,3 +445,35 @@ fn run_together_scripts_match_the_oracle() {
     }
     assert!(mismatches.is_empty(), "{} mismatches, first: {}", mismatches.len(), mismatches[0]);
 }
+
+/// The memo of merged pieces (`bpe::Memo`) against counting each piece on its own: texts of
+/// pieces drawn again and again from a small pool, among them pieces that differ only past
+/// their 8th byte or only by trailing NUL bytes (equal when zero-padded), and pieces longer
+/// than the memo takes. Fails when the memo's key drops the length or the second word.
+#[test]
+fn memo_of_merged_pieces_matches_fresh_counts() {
+    let mut rng = Rng::new(9);
+    const BYTES: &[&str] = &["\0", "\u{1}", "\u{2}", "!", "~", "§", "¤", "\u{7f}", "�"];
+    for round in 0..600 {
+        let mut pool: Vec<String> = Vec::new();
+        while pool.len() < 12 {
+            let base: String = (0..2 + rng.below(18)).map(|_| *rng.pick(BYTES)).collect();
+            pool.push(format!("{base}\0"));
+            pool.push(format!("{base}\0\0"));
+            pool.push(base);
+        }
+        let mut text = String::new();
+        for _ in 0..40 {
+            text.push_str(rng.pick::<String>(&pool));
+            text.push_str(rng.pick::<&str>(&[" a ", " x", "\n", "b"]));
+        }
+        for enc in ENCODINGS {
+            let t = tok(enc);
+            let fresh: u64 = t.pieces(&text).map(|p| t.count(p)).sum();
+            assert_eq!(t.count(&text), fresh, "{enc}: {text:?}");
+            if round % 20 == 0 {
+                check(enc, &text).unwrap();
+            }
+        }
+    }
+}
