@@ -342,8 +342,7 @@ impl Vocab {
 
     /// [`Vocab::probe`] for `t[start..end]`, out of line with the key rebuilt from the bytes: a
     /// `Key` passed to a call goes through memory in wasm, and its stores were on the path of
-    /// every lookup, front-table hits included.
-    /// Keys of up to 8 bytes (most lookups) get a probe of their own, with nothing past the
+    /// every lookup, front-table hits included. Keys of up to 8 bytes (most lookups) get a probe of their own, with nothing past the
     /// first word to compare.
     #[inline(never)]
     fn probe_at(&self, t: &[u8], start: usize, end: usize) -> u32 {
