@@ -133,13 +133,7 @@ struct Key<'a> {
 /// The key of `t[start..end]`; `None` for a piece longer than any token.
 #[inline(always)]
 fn key_of(t: &[u8], start: usize, end: usize) -> Option<Key<'_>> {
-    key_from(t, start, end, load8(t, start))
-}
-
-/// [`key_of`] with `w0 == load8(t, start)` already loaded.
-#[inline(always)]
-fn key_from(t: &[u8], start: usize, end: usize, w0: u64) -> Option<Key<'_>> {
-    let len = end - start;
+    let (len, w0) = (end - start, load8(t, start));
     if len <= 8 {
         let word = w0 & mask_of(len);
         Some(Key { hash: hash_word(word, len), first: word, len, rest: Rest::None })
