@@ -19,7 +19,7 @@
 //! For o200k's `U*W+` see [`o200k_letters`].
 
 use super::layout::{C_CRLF, C_LOWER, C_NUMBER};
-use super::unicode::{char_at, in_set, last_char_start, BOTH, LETTERS, LOWERISH, NUMBERS, PREFIX, SPACES, SYMBOLS, UPPERISH};
+use super::unicode::{char_at, char_at_wide, in_set, last_char_start, BOTH, LETTERS, LOWERISH, NUMBERS, PREFIX, SPACES, SYMBOLS, UPPERISH};
 use super::vocab::load8;
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -197,7 +197,7 @@ fn run(t: &[u8], mut i: usize, set: u8, swar: fn(u64) -> u64) -> usize {
         if i >= t.len() {
             return t.len();
         }
-        let (c, l) = char_at(t, i);
+        let (c, l) = char_at_wide(t, i);
         if !in_set(c, set) {
             return i;
         }
@@ -360,7 +360,7 @@ fn o200k_letters(t: &[u8], s: usize) -> Option<usize> {
         if b < 0x80 {
             break;
         }
-        let (c, l) = char_at(t, p);
+        let (c, l) = char_at_wide(t, p);
         if !in_set(c, UPPERISH) {
             break;
         }
