@@ -78,8 +78,8 @@ fn merge_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, b
     // every few bytes (1 MB of it: 137 → 37 ms in wasm); a segment like the one before
     // (periodic text: emoji, repeated characters) reuses its count. Longer segments are cut
     // further where the windows around a boundary show no token can span it (`count_refined`).
-    // Pieces of up to `SMALL` bytes go to it directly: its cuts are nearly all of these and
-    // more (1 MB of mixed scripts: −6 % instructions with o200k_base).
+    // Pieces of up to `SMALL` bytes go there directly: its cuts include nearly all of these
+    // (1 MB of mixed scripts: −6 % instructions with o200k_base).
     if e - s <= SMALL {
         let n = count_refined(v, scratch, t, s, e, budget);
         return (n, n <= budget);
@@ -283,10 +283,10 @@ impl Memo {
 }
 
 /// tiktoken's `_byte_pair_merge` for short pieces, on the stack. Parts are named by the byte
-/// they start at and linked both ways; `rank[k]` is the rank of merging part `k` with the next
-/// one as a key (`small_key`: the rank above the position, so one minimum picks the lowest
-/// rank, leftmost on ties), `u32::MAX` for the last part and for parts already merged away. Nothing is shifted on a
-/// merge: the array shifts (`copy_within`) were a `memmove` call per merge, 14 % of the branch
+/// they start at and linked both ways; `rank[k]` is the key of merging part `k` with the next
+/// one (`small_key`: the rank above the position, so one minimum picks the lowest rank,
+/// leftmost on ties), `u32::MAX` for the last part and for parts already merged away. Nothing
+/// is shifted on a merge: the array shifts (`copy_within`) were a `memmove` call per merge, 14 % of the branch
 /// mispredictions of a mixed document natively, and a bulk-memory call in wasm. A segment with
 /// characters of 2 or 3 bytes starts with its solid ones as one part each (`seed_solid`): 64 KB
 /// of CJK text takes 7 % / 19 % fewer instructions (cl100k / o200k, wasmtime).

@@ -93,6 +93,7 @@ fn decode_short(t: &[u8], i: usize) -> (u8, usize) {
     }
 }
 
+/// Class and length of the character of 2 to 4 bytes at `t[i]`, out of line.
 #[inline(never)]
 fn decode_class(t: &[u8], i: usize) -> (u8, usize) {
     let b0 = t[i] as u32;

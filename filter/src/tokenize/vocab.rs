@@ -302,9 +302,9 @@ impl Vocab {
     /// [`Vocab::rank`] for the parts a merge cuts a piece into (a CJK character, a stretch of
     /// letters), which are often no token: the miss filter before the probe. (Not for whole
     /// pieces: words are tokens, and with the filter prose took up to 1.7 % more instructions
-    /// in wasmtime and 2.7 % more in V8.)
-    /// Parts of up to 8 bytes (most: a character, a few letters) take the short path of
-    /// [`Vocab::rank_from`], with no dispatch on the kind of key.
+    /// in wasmtime and 2.7 % more in V8.) Parts of up to 8 bytes (most: a character, a few
+    /// letters) take the short path of [`Vocab::rank_from`], with no jump table on the kind of
+    /// key (mixed scripts cl100k: −5 % instructions, −10 % simulated mispredictions).
     #[inline(always)]
     pub fn rank_of_part(&self, t: &[u8], start: usize, end: usize) -> u32 {
         let len = end - start;
