@@ -286,10 +286,11 @@ impl Memo {
 /// they start at and linked both ways; `rank[k]` is the key of merging part `k` with the next
 /// one (`small_key`: the rank above the position, so one minimum picks the lowest rank,
 /// leftmost on ties), `u32::MAX` for the last part and for parts already merged away. Nothing
-/// is shifted on a merge: the array shifts (`copy_within`) were a `memmove` call per merge, 14 % of the branch
-/// mispredictions of a mixed document natively, and a bulk-memory call in wasm. A segment with
-/// characters of 2 or 3 bytes starts with its solid ones as one part each (`seed_solid`): 64 KB
-/// of CJK text takes 7 % / 19 % fewer instructions (cl100k / o200k, wasmtime).
+/// is shifted on a merge: the array shifts (`copy_within`) were a `memmove` call per merge,
+/// 14 % of the branch mispredictions of a mixed document natively, and a bulk-memory call in
+/// wasm. A segment with characters of 2 or 3 bytes starts with its solid ones as one part each
+/// (`seed_solid`): 64 KB of CJK text takes 7 % / 19 % fewer instructions (cl100k / o200k,
+/// wasmtime).
 fn count_small(v: &Vocab, t: &[u8], s: usize, e: usize) -> u64 {
     let n = e - s;
     let mut next = [0u8; SMALL];
