@@ -370,9 +370,12 @@ impl Vocab {
             _ => (0, EMPTY_META, 0, EMPTY_META),
         };
         // Both ways compared before one branch: which way holds a token is not predictable.
-        let hit0 = (k0 == first) & (m0 & LEN_MASK == len_bits);
-        let hit1 = (k1 == first) & (m1 & LEN_MASK == len_bits);
-        (hit0 | hit1).then_some(if hit0 { m0 } else { m1 })
+        // Each way's difference from the key is one word (zero: a hit), and the way is picked
+        // with a mask, so the code has one branch and compares each way once.
+        let d0 = (k0 ^ first) | ((m0 ^ len_bits) & LEN_MASK);
+        let d1 = (k1 ^ first) | ((m1 ^ len_bits) & LEN_MASK);
+        let pick0 = u64::from(d0 == 0).wrapping_neg();
+        (d0.min(d1) == 0).then_some(m0 & pick0 | m1 & !pick0)
     }
 
     #[inline(always)]
