@@ -477,3 +477,29 @@ fn memo_of_merged_pieces_matches_fresh_counts() {
         }
     }
 }
+
+/// The memo of span answers (`vocab::SPAN_MEMO`, shared by both encodings and every count)
+/// answers as the filter does: each window asked of both encodings in turn, twice (the second
+/// time from the memo), over the corpus's characters and random bytes. Fails when the memo's
+/// key drops the encoding or a byte of the window.
+#[test]
+fn span_memo_answers_as_the_filter() {
+    let mut rng = Rng::new(5);
+    let mut texts: Vec<Vec<u8>> = CORPUS.iter().map(|line| line.as_bytes().to_vec()).collect();
+    for _ in 0..200 {
+        texts.push((0..64).map(|_| rng.below(256) as u8).collect());
+    }
+    let (mut asked, mut differ) = (0u64, 0u64);
+    for text in &texts {
+        for i in 1..text.len() {
+            let (c, o) = (vocab::CL100K.spans(text, i), vocab::O200K.spans(text, i));
+            differ += u64::from(c != o);
+            for _ in 0..2 {
+                assert_eq!(vocab::CL100K.spans_memo(text, i), c, "cl100k_base: {text:?} at {i}");
+                assert_eq!(vocab::O200K.spans_memo(text, i), o, "o200k_base: {text:?} at {i}");
+                asked += 1;
+            }
+        }
+    }
+    assert!(asked > 20_000 && differ > 100, "{asked} windows asked, {differ} differ between encodings");
+}
