@@ -374,6 +374,12 @@ impl Vocab {
     /// then the main table (the front table holds whole words, rarely what a merge builds).
     #[inline(always)]
     pub fn rank_in_merge(&self, t: &[u8], start: usize, end: usize) -> u32 {
+        let len = end - start;
+        if len <= 8 {
+            let word = load8(t, start) & mask_of(len);
+            let hash = hash_word(word, len);
+            return if may_hold(hash) { self.probe_words(hash, word, 0, len) } else { NONE };
+        }
         match key_of(t, start, end) {
             Some(k) if may_hold(k.hash) => self.probe_at(t, start, end),
             _ => NONE,
