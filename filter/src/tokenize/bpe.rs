@@ -489,7 +489,7 @@ impl Merger {
             a.prev[k & AT] = k.wrapping_sub(1) as u16;
         }
         for b in 0..blocks {
-            a.mins[b] = block_min(&a.keys, b << shift, block);
+            a.rescan(b, shift);
         }
         let mut tokens = n;
         loop {
@@ -523,17 +523,18 @@ impl Merger {
                 if b != at_block {
                     // Keys are unique (they hold the position): only the block's own minimum
                     // rising needs the block scanned again.
-                    if old == a.mins[b & (MAX_BLOCKS - 1)] && new > old {
-                        a.mins[b & (MAX_BLOCKS - 1)] = block_min(&a.keys, b << shift, block);
+                    let min = &mut a.mins[b & (MAX_BLOCKS - 1)];
+                    if old == *min && new > old {
+                        a.rescan(b, shift);
                     } else {
-                        a.mins[b & (MAX_BLOCKS - 1)] = a.mins[b & (MAX_BLOCKS - 1)].min(new);
+                        *min = (*min).min(new);
                     }
                 }
             }
-            a.mins[at_block & (MAX_BLOCKS - 1)] = block_min(&a.keys, at_block << shift, block);
+            a.rescan(at_block, shift);
             let b = gone >> shift;
             if b != at_block && gone_key == a.mins[b & (MAX_BLOCKS - 1)] {
-                a.mins[b & (MAX_BLOCKS - 1)] = block_min(&a.keys, b << shift, block);
+                a.rescan(b, shift);
             }
         }
         if let Some(out) = starts {
@@ -549,10 +550,14 @@ impl Merger {
     }
 }
 
-/// The smallest of the `len` keys from `from` (`u32::MAX` for none).
-#[inline(always)]
-fn block_min(keys: &[u32; WINDOW], from: usize, len: usize) -> u32 {
-    keys.get(from..from + len).map_or(u32::MAX, |block| block.iter().copied().min().unwrap_or(u32::MAX))
+impl MergeArrays {
+    /// Recomputes the minimum of block `b` (parts `b << shift ..` of `1 << shift`).
+    #[inline(always)]
+    fn rescan(&mut self, b: usize, shift: u32) {
+        let from = b << shift;
+        let min = self.keys.get(from..from + (1 << shift)).and_then(|block| block.iter().copied().min());
+        self.mins[b & (MAX_BLOCKS - 1)] = min.unwrap_or(u32::MAX);
+    }
 }
 
 /// A part's position in a [`Merger`] key: the merge handles spans of up to `WINDOW` bytes.
