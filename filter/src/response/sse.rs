@@ -13,6 +13,7 @@ use crate::tokenize::Tokenizer;
 const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// Reads one SSE response stream.
+#[derive(Debug)]
 pub struct SseScanner {
     tokenizer: Option<&'static Tokenizer>,
     /// Drop the `choices: []` + `usage` chunk (tokengate asked for it, the client did not).
@@ -220,7 +221,7 @@ mod tests {
     );
 
     fn tok() -> Option<&'static Tokenizer> {
-        Some(Tokenizer::shared(Encoding::O200kBase).unwrap())
+        Some(Tokenizer::of(Encoding::O200kBase))
     }
 
     /// Feeds `stream` in pieces of `size` bytes; returns what the client receives.

@@ -129,6 +129,14 @@ impl Tokenizer {
         })
     }
 
+    /// The tokenizer for `encoding`: static data, nothing to build or fail.
+    pub fn of(encoding: Encoding) -> &'static Tokenizer {
+        match encoding {
+            Encoding::Cl100kBase => &CL100K,
+            Encoding::O200kBase => &O200K,
+        }
+    }
+
     /// The process-wide (on wasm: VM-wide) tokenizer for `encoding`.
     pub fn shared(encoding: Encoding) -> Result<&'static Tokenizer, TokenizerError> {
         Tokenizer::new(encoding)

@@ -1,0 +1,212 @@
+//! Config validation tests: defaults, every field's range, and the messages an operator reads.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+
+fn defaults() -> Config {
+    Config::from_json(b"").unwrap()
+}
+
+fn err(json: &str) -> String {
+    Config::from_json(json.as_bytes()).unwrap_err().to_string()
+}
+
+#[test]
+fn empty_and_default_configs_agree() {
+    let empty = Config::from_json(b"").unwrap();
+    let braces = Config::from_json(b" {} ").unwrap();
+    assert_eq!(empty, braces);
+    assert_eq!(empty.default_encoding, Encoding::O200kBase);
+    assert_eq!(empty.max_prompt_tokens, 128_000);
+    assert_eq!(empty.max_output_tokens, None);
+    assert_eq!(empty.max_body_bytes, 1_048_576);
+    assert_eq!(empty.image_tokens, 765);
+    assert_eq!(empty.api_key.header, "authorization");
+    assert!(!empty.api_key.required);
+}
+
+#[test]
+fn full_config_parses() {
+    let c = Config::from_json(
+        br#"{"encoding":"cl100k_base","models":[{"match":"llama-3*","encoding":"o200k_base","max_prompt_tokens":8192},{"match":"tiny","max_prompt_tokens":10}],
+            "max_prompt_tokens":1000,"max_output_tokens":500,"max_body_bytes":2048,
+            "api_key":{"header":"X-Api-Key","required":true},"image_tokens":100}"#,
+    )
+    .unwrap();
+    assert_eq!(c.default_encoding, Encoding::Cl100kBase);
+    assert_eq!(c.max_output_tokens, Some(500));
+    assert_eq!(c.api_key.header, "x-api-key");
+    assert!(c.api_key.required);
+    assert_eq!(
+        c.policy_for(Some("llama-3.1-70b")),
+        ModelPolicy { encoding: Encoding::O200kBase, max_prompt_tokens: 8192 }
+    );
+    assert_eq!(
+        c.policy_for(Some("tiny")),
+        ModelPolicy { encoding: Encoding::Cl100kBase, max_prompt_tokens: 10 }
+    );
+    assert_eq!(
+        c.policy_for(Some("tiny-2")),
+        ModelPolicy { encoding: Encoding::Cl100kBase, max_prompt_tokens: 1000 }
+    );
+}
+
+#[test]
+fn builtin_rules_choose_the_openai_encoding() {
+    let c = defaults();
+    for (model, enc) in [
+        ("gpt-4o", Encoding::O200kBase),
+        ("gpt-4o-mini-2024-07-18", Encoding::O200kBase),
+        ("gpt-4.1-nano", Encoding::O200kBase),
+        ("gpt-5", Encoding::O200kBase),
+        ("o1-preview", Encoding::O200kBase),
+        ("o3-mini", Encoding::O200kBase),
+        ("o4-mini", Encoding::O200kBase),
+        ("gpt-4", Encoding::Cl100kBase),
+        ("gpt-4-turbo", Encoding::Cl100kBase),
+        ("gpt-3.5-turbo-instruct", Encoding::Cl100kBase),
+        ("text-embedding-3-large", Encoding::Cl100kBase),
+        ("text-embedding-ada-002", Encoding::Cl100kBase),
+        ("llama-3", Encoding::O200kBase),
+    ] {
+        assert_eq!(c.policy_for(Some(model)).encoding, enc, "{model}");
+    }
+    assert_eq!(c.policy_for(None).encoding, Encoding::O200kBase);
+}
+
+#[test]
+fn user_rules_come_before_builtins() {
+    let c = Config::from_json(br#"{"models":[{"match":"gpt-4o*","encoding":"cl100k_base"}]}"#)
+        .unwrap();
+    assert_eq!(c.policy_for(Some("gpt-4o")).encoding, Encoding::Cl100kBase);
+}
+
+#[test]
+fn rejects_unknown_fields_and_wrong_types() {
+    assert!(err(r#"{"max_prompt_token": 5}"#).contains("unknown field `max_prompt_token`"));
+    assert_eq!(
+        err(r#"{"max_prompt_tokens": "lots"}"#),
+        "invalid tokengate configuration: `max_prompt_tokens`: invalid type: expected an unsigned integer, got string \"lots\""
+    );
+    assert!(err(r#"{"quota": {"overrides": {"0123456789abcdef": {"tokens_per_day": "x"}}}}"#)
+        .contains("`quota.overrides.0123456789abcdef.tokens_per_day`: invalid type"));
+    assert!(err(r#"{} trailing"#).contains("trailing characters"));
+    assert!(err(r#"{"api_key": {"header": "x", "requird": true}}"#).contains("unknown field"));
+    assert!(err(r#"{"models": [{"match": "a", "encodin": "x"}]}"#).contains("unknown field"));
+    assert!(err("not json").contains("invalid tokengate configuration"));
+    assert!(err(r#"{"max_prompt_tokens": -1}"#).contains("invalid"));
+}
+
+#[test]
+fn read_errors_name_the_path_and_what_was_found() {
+    for (config, message) in [
+        ("[]", "invalid type: expected an object, got an array"),
+        (r#"{"models": {}}"#, "`models`: invalid type: expected an array, got an object"),
+        (
+            r#"{"models": [{"match": "a", "max_prompt_tokens": 1.5}]}"#,
+            "`models[0].max_prompt_tokens`: invalid type: expected an unsigned integer, got a fractional number",
+        ),
+        (r#"{"max_body_bytes": -3}"#, "`max_body_bytes`: invalid type: expected an unsigned integer, got -3"),
+        (r#"{"routing": {"classes": [{"name": "a"}]}}"#, "`routing.classes[0]`: missing field `max_tokens`"),
+        (
+            r#"{"api_key": {"header": "x", "requird": true}}"#,
+            "`api_key`: unknown field `requird`, expected one of `header`, `required`",
+        ),
+    ] {
+        assert_eq!(err(config), format!("invalid tokengate configuration: {message}"), "{config}");
+    }
+    assert!(err(r#"{"quota": {"tokens_per_minute": 5, "overrides": []}}"#)
+        .contains("`quota.overrides`: invalid type: expected an object of key ids, got an array"));
+    assert!(err(r#"{"api_key": {"required": "yes"}}"#).contains("`api_key.required`: invalid type: expected a boolean"));
+    let long = "x".repeat(100);
+    assert!(err(&format!(r#"{{"encoding": 7, "models": [{{"match": 1}}], "x": "{long}"}}"#)).contains("unknown field `x`"));
+    assert!(err(r#"{"models": [{"match": 1}]}"#).ends_with("`models[0].match`: invalid type: expected a string, got 1"));
+}
+
+#[test]
+fn null_is_an_absent_field_except_for_quota_limits() {
+    let c = Config::from_json(br#"{"encoding": null, "models": null, "max_prompt_tokens": null, "api_key": null,
+        "routing": null, "quota": null}"#)
+        .unwrap();
+    assert_eq!(c, defaults());
+    // In quota limits, null removes a limit the key would otherwise inherit.
+    let c = Config::from_json(br#"{"quota": {"tokens_per_minute": 10, "tokens_per_day": 100,
+        "overrides": {"0123456789abcdef": {"tokens_per_day": null}}}}"#)
+        .unwrap();
+    let q = c.quota.unwrap();
+    assert_eq!(q.limits_for("0123456789abcdef").tokens_per_day, None);
+    assert_eq!(q.limits_for("0123456789abcdef").tokens_per_minute, Some(10));
+    assert_eq!(q.limits_for("ffffffffffffffff").tokens_per_day, Some(100));
+}
+
+#[test]
+fn routing_classes() {
+    let c = Config::from_json(br#"{"routing": {"clear_route_cache": true, "classes": [
+        {"name": "short", "max_tokens": 4096}, {"name": "long", "max_tokens": 131072}]}}"#)
+        .unwrap();
+    assert!(c.routing.clear_route_cache);
+    assert_eq!(c.routing.class_for(0), Some("short"));
+    assert_eq!(c.routing.class_for(4096), Some("short"));
+    assert_eq!(c.routing.class_for(4097), Some("long"));
+    assert_eq!(c.routing.class_for(131_073), None);
+    assert_eq!(defaults().routing.class_for(1), None);
+    assert!(!defaults().routing.clear_route_cache);
+    assert!(err(r#"{"routing": {"classes": [{"name": "a", "max_tokens": 10}, {"name": "b", "max_tokens": 10}]}}"#)
+        .contains("`routing.classes[1].max_tokens` must be larger than the previous class's 10"));
+    assert!(err(r#"{"routing": {"classes": [{"name": "has space", "max_tokens": 10}]}}"#)
+        .contains("`routing.classes[0].name`"));
+    assert!(err(r#"{"routing": {"classes": [{"name": "a", "max_tokens": 0}]}}"#)
+        .contains("`routing.classes[0].max_tokens`"));
+    assert!(err(r#"{"routing": {"classes": [{"name": "a", "max_tokens": 1}, {"name": "a", "max_tokens": 2}]}}"#)
+        .contains("used twice"));
+    assert!(err(r#"{"routing": {"clear_route_cache": "yes"}}"#).contains("invalid type"));
+    assert!(err(r#"{"routing": {"classes": [{"name": "a"}]}}"#).contains("missing field `max_tokens`"));
+}
+
+#[test]
+fn quota_with_overrides() {
+    let c = Config::from_json(br#"{"quota": {"tokens_per_minute": 100000, "requests_per_minute": 60,
+        "overrides": {"0123456789abcdef": {"tokens_per_minute": 500000, "requests_per_minute": null}}}}"#)
+        .unwrap();
+    let q = c.quota.unwrap();
+    assert_eq!(q.default_output_reservation, 256);
+    assert_eq!(q.max_tracked_keys, 100_000);
+    assert_eq!(
+        q.limits_for("ffffffffffffffff"),
+        KeyLimits { tokens_per_minute: Some(100_000), tokens_per_day: None, requests_per_minute: Some(60) }
+    );
+    assert_eq!(
+        q.limits_for("0123456789abcdef"),
+        KeyLimits { tokens_per_minute: Some(500_000), tokens_per_day: None, requests_per_minute: None }
+    );
+    assert!(defaults().quota.is_none());
+}
+
+#[test]
+fn quota_errors() {
+    assert!(err(r#"{"quota": {}}"#).contains("`quota` sets no limit"));
+    assert!(err(r#"{"quota": {"tokens_per_minute": 0}}"#).contains("`quota.tokens_per_minute` must be between"));
+    assert!(err(r#"{"quota": {"tokens_per_minute": 10, "overrides": {"sk-live-123": {}}}}"#)
+        .contains("is not a key id"));
+    assert!(err(r#"{"quota": {"tokens_per_minute": 10, "max_tracked_keys": 0}}"#).contains("`quota.max_tracked_keys`"));
+    assert!(err(r#"{"quota": {"tokens_per_minut": 10}}"#).contains("unknown field"));
+    assert!(err(r#"{"quota": {"tokens_per_minute": 10, "overrides": {"0123456789abcdef": {"tokens_per_mnute": 1}}}}"#)
+        .contains("unknown field"));
+}
+
+#[test]
+fn rejects_out_of_range_values_naming_the_field() {
+    assert_eq!(
+        err(r#"{"max_prompt_tokens": 0}"#),
+        "invalid tokengate configuration: `max_prompt_tokens` must be between 1 and 100000000, got 0"
+    );
+    assert!(err(r#"{"max_output_tokens": 0}"#).contains("`max_output_tokens`"));
+    assert!(err(r#"{"max_body_bytes": 1000000000}"#).contains("`max_body_bytes`"));
+    assert!(err(r#"{"encoding": "p50k_base"}"#).contains("`encoding` must be"));
+    assert!(err(r#"{"models": [{"match": "a*b"}]}"#).contains("`models[0].match`"));
+    assert!(err(r#"{"models": [{"match": ""}]}"#).contains("must not be empty"));
+    assert!(err(r#"{"models": [{"match": "a", "max_prompt_tokens": 0}]}"#)
+        .contains("`models[0].max_prompt_tokens`"));
+    assert!(err(r#"{"api_key": {"header": "bad header"}}"#).contains("`api_key.header`"));
+    assert!(err(r#"{"api_key": {"header": ":path"}}"#).contains("`api_key.header`"));
+}
