@@ -1,7 +1,5 @@
 //! Rejections: the status, code and OpenAI-shaped JSON error body an OpenAI client understands.
 
-use serde_json::json;
-
 /// Every reason tokengate refuses a request. The code is OpenAI's `error.code` and names the
 /// `tokengate_rejected_<code>_total` counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +32,18 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::MissingApiKey => "missing_api_key",
             ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
+        }
+    }
+
+    /// The code's place in [`ErrorCode::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            ErrorCode::ContextLengthExceeded => 0,
+            ErrorCode::InvalidValue => 1,
+            ErrorCode::RequestTooLarge => 2,
+            ErrorCode::InvalidJson => 3,
+            ErrorCode::MissingApiKey => 4,
+            ErrorCode::RateLimitExceeded => 5,
         }
     }
 
@@ -70,15 +80,19 @@ impl Rejection {
         self.code.status()
     }
 
-    /// `{"error": {"message", "type", "param", "code"}}`, as the OpenAI API answers.
+    /// `{"error": {"message", "type", "param", "code"}}`, as the OpenAI API answers. Only the
+    /// message needs escaping: the other three are tokengate's own identifiers.
     pub fn body(&self) -> String {
-        json!({"error": {
-            "message": self.message,
-            "type": self.error_type,
-            "param": self.param,
-            "code": self.code.as_str(),
-        }})
-        .to_string()
+        let message = serde_json::to_string(&self.message).unwrap_or_else(|_| "\"\"".to_owned());
+        let param = match self.param {
+            Some(param) => format!("\"{param}\""),
+            None => "null".to_owned(),
+        };
+        format!(
+            r#"{{"error":{{"message":{message},"type":"{}","param":{param},"code":"{}"}}}}"#,
+            self.error_type,
+            self.code.as_str()
+        )
     }
 }
 
@@ -86,6 +100,14 @@ impl Rejection {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn index_is_the_place_in_all() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i);
+        }
+    }
 
     #[test]
     fn body_is_openai_shaped() {
@@ -96,6 +118,9 @@ mod tests {
             json!({"error": {"message": "too long", "type": "invalid_request_error",
                              "param": "messages", "code": "context_length_exceeded"}})
         );
+        let r = Rejection::new(ErrorCode::InvalidJson, None, "a \"quoted\" \\ and\nnewline ✓ \u{1}".into());
+        let v: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
+        assert_eq!(v["error"]["message"], "a \"quoted\" \\ and\nnewline ✓ \u{1}");
         let r = Rejection::new(ErrorCode::MissingApiKey, None, "no key".into());
         let v: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
         assert_eq!(v["error"]["param"], serde_json::Value::Null);

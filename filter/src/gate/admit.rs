@@ -1,7 +1,6 @@
-//! The request-path decisions, as pure functions of the config and what the client sent: refuse
-//! at the headers, wait for the body, or count the prompt and admit or refuse it.
-//!
-//! The proxy glue only gathers inputs for these functions and carries out their answers.
+//! The request side's decisions, as pure functions of the config and what the client sent:
+//! refuse at the headers, wait for the body, count the prompt and admit or refuse it, take the
+//! reservation from the key's buckets.
 
 use serde_json::Value;
 
@@ -11,7 +10,7 @@ use crate::reject::{ErrorCode, Rejection};
 use crate::request::{classify, count_prompt, Api, Exactness, MaxOutput};
 use crate::quota::bucket::Refusal;
 use crate::quota::{self, KeyName, QuotaError, Quotas, Snapshot, Store};
-use crate::tokenize::{Encoding, Tokenizer, TokenizerError};
+use crate::tokenize::{Encoding, Tokenizer};
 
 /// What the request headers say, as far as the gate cares.
 #[derive(Debug, Clone, Copy, Default)]
@@ -107,6 +106,11 @@ pub fn too_large(bytes: u64, max_body_bytes: u64) -> Rejection {
     )
 }
 
+/// A content type that says JSON (`application/json`, `application/vnd.api+json`, any case).
+pub(super) fn is_json(content_type: &str) -> bool {
+    content_type.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"json"))
+}
+
 fn is_never_json(content_type: &str) -> bool {
     let ct = content_type.trim_start().to_ascii_lowercase();
     NEVER_JSON.iter().any(|prefix| ct.starts_with(prefix))
@@ -118,68 +122,68 @@ pub fn decide_body(
     content_type: Option<&str>,
     path: Option<&str>,
     body: &[u8],
-) -> Result<BodyDecision, TokenizerError> {
+) -> BodyDecision {
     if body.len() as u64 > config.max_body_bytes {
-        return Ok(BodyDecision::Reject(too_large(body.len() as u64, config.max_body_bytes)));
+        return BodyDecision::Reject(too_large(body.len() as u64, config.max_body_bytes));
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    let declared_json = content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    let declared_json = content_type.is_some_and(is_json);
     let looks_json = matches!(first, Some(b'{' | b'['));
     if first.is_none() || !(declared_json || looks_json) {
-        return Ok(BodyDecision::PassThrough);
+        return BodyDecision::PassThrough;
     }
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
-            return Ok(BodyDecision::Reject(Rejection::new(
+            return BodyDecision::Reject(Rejection::new(
                 ErrorCode::InvalidJson,
                 None,
                 format!(
                     "We could not parse the JSON body of your request ({e}). The API expects a JSON payload."
                 ),
-            )))
+            ))
         }
     };
     let request = match classify(&value, path) {
         Ok(Some(r)) => r,
-        Ok(None) => return Ok(BodyDecision::PassThrough),
+        Ok(None) => return BodyDecision::PassThrough,
         Err(crate::request::RequestError::InvalidField { param, reason }) => {
-            return Ok(BodyDecision::Reject(Rejection::new(
+            return BodyDecision::Reject(Rejection::new(
                 ErrorCode::InvalidValue,
                 Some(param),
                 format!("Invalid value for '{param}': {reason}."),
-            )))
+            ))
         }
     };
     if let (Some(asked), Some(max)) = (request.max_output, config.max_output_tokens) {
         if asked.tokens > max {
-            return Ok(BodyDecision::Reject(Rejection::new(
+            return BodyDecision::Reject(Rejection::new(
                 ErrorCode::InvalidValue,
                 Some(asked.field),
                 format!(
                     "{} is too large: {}. This gateway supports at most {max} output tokens, whereas you provided {}.",
                     asked.field, asked.tokens, asked.tokens
                 ),
-            )));
+            ));
         }
     }
 
     let policy = config.policy_for(request.model);
-    let tokenizer = Tokenizer::shared(policy.encoding)?;
+    let tokenizer = Tokenizer::of(policy.encoding);
     let count = count_prompt(&request, tokenizer, policy.max_prompt_tokens, config.image_tokens);
     if count.over_limit {
         let what = request.api.prompt_param();
         let at_least = if count.stopped_early { "at least " } else { "" };
-        return Ok(BodyDecision::Reject(Rejection::new(
+        return BodyDecision::Reject(Rejection::new(
             ErrorCode::ContextLengthExceeded,
             Some(what),
             format!(
                 "This model's maximum context length is {} tokens. However, your {what} resulted in {at_least}{} tokens. Please reduce the length of the {what}.",
                 policy.max_prompt_tokens, count.tokens
             ),
-        )));
+        ));
     }
-    Ok(BodyDecision::Allow(Admission {
+    BodyDecision::Allow(Admission {
         api: request.api,
         prompt_tokens: count.tokens,
         exactness: count.exactness,
@@ -187,7 +191,7 @@ pub fn decide_body(
         max_output: request.max_output,
         stream: request.stream,
         include_usage: request.include_usage,
-    }))
+    })
 }
 
 /// Output tokens to reserve and route for: what the request asked for, else the quota's default.
@@ -246,32 +250,6 @@ pub fn admit_quota(
     }
 }
 
-/// How a reservation ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settlement {
-    /// Tokens the request really cost.
-    pub actual_tokens: u64,
-    /// Output tokens in `actual_tokens`.
-    pub completion_tokens: u64,
-    /// The backend reported its usage (otherwise `actual_tokens` is tokengate's own estimate).
-    pub usage_reported: bool,
-}
-
-/// What a reservation really cost: the backend's usage when it reports one; nothing when the
-/// backend failed without reporting (the prompt stays charged only if the backend says it used
-/// it); else the counted prompt plus the output counted from what was streamed or returned.
-pub fn settlement(prompt_tokens: u64, usage: Option<crate::response::Usage>, backend_failed: bool, estimated_output: u64) -> Settlement {
-    match usage {
-        Some(u) => Settlement { actual_tokens: u.total(), completion_tokens: u.completion_tokens, usage_reported: true },
-        None if backend_failed => Settlement { actual_tokens: 0, completion_tokens: 0, usage_reported: false },
-        None => Settlement {
-            actual_tokens: prompt_tokens.saturating_add(estimated_output),
-            completion_tokens: estimated_output,
-            usage_reported: false,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -282,7 +260,7 @@ mod tests {
     }
 
     fn body(config: &Config, body: &str) -> BodyDecision {
-        decide_body(config, Some("application/json"), Some("/v1/chat/completions"), body.as_bytes()).unwrap()
+        decide_body(config, Some("application/json"), Some("/v1/chat/completions"), body.as_bytes())
     }
 
     fn rejected(d: BodyDecision) -> Rejection {
@@ -373,17 +351,17 @@ mod tests {
         let r = rejected(body(&c, r#"{"messages": ["#));
         assert_eq!((r.code, r.status()), (ErrorCode::InvalidJson, 400));
         // Looks like JSON without saying so: still parsed, still refused.
-        let r = rejected(decide_body(&c, None, None, b"{oops").unwrap());
+        let r = rejected(decide_body(&c, None, None, b"{oops"));
         assert_eq!(r.code, ErrorCode::InvalidJson);
         // Plain text and JSON of no known shape pass.
-        assert_eq!(decide_body(&c, Some("text/plain"), None, b"hello").unwrap(), BodyDecision::PassThrough);
+        assert_eq!(decide_body(&c, Some("text/plain"), None, b"hello"), BodyDecision::PassThrough);
         assert_eq!(body(&c, r#"{"purpose": "batch"}"#), BodyDecision::PassThrough);
         assert_eq!(body(&c, "   "), BodyDecision::PassThrough);
         // Hostile nesting is an error, not a stack overflow.
         let deep = "[".repeat(100_000);
         assert_eq!(rejected(body(&c, &deep)).code, ErrorCode::InvalidJson);
         // Invalid UTF-8 inside a string.
-        let r = rejected(decide_body(&c, None, None, b"{\"prompt\": \"\xff\"}").unwrap());
+        let r = rejected(decide_body(&c, None, None, b"{\"prompt\": \"\xff\"}"));
         assert_eq!(r.code, ErrorCode::InvalidJson);
     }
 

@@ -329,4 +329,4 @@ impl<'c> Quotas<'c> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -13,7 +13,7 @@ const T0: u64 = 1_000 * SEC;
 /// Envoy's semantics: every set bumps a global version; a CAS against a changed entry fails; a
 /// set of a missing key always succeeds.
 #[derive(Default)]
-struct MemStore {
+pub(crate) struct MemStore {
     map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     next_cas: Cell<u32>,
     /// Writes another writer makes right before our next `set` (to provoke CAS mismatches).
