@@ -7,15 +7,19 @@
 # p50, and RSS per additional worker (concurrency 1 vs 5, idle after start). The backend is a second
 # Envoy answering with a direct response, so it is never the bottleneck.
 #
-# Usage: benches/envoy_load.sh [--duration 10s] [--connections 16] [--no-build]
+# Usage: benches/envoy_load.sh [--duration 10s] [--connections 16] [--no-build] [--also NAME=WASM ...]
+# `--also` adds a row for another build of tokengate (e.g. the module of an earlier commit), run
+# with the same configuration in the same run, so builds compare as ratios of one run.
 # Needs: wrk (apt-get install wrk), Envoy at .venv/bin/envoy (envoy/setup.sh) or $ENVOY.
 set -euo pipefail
 
 DURATION=10s
 CONNECTIONS=16
 BUILD=1
+ALSO=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --also) ALSO+=("$2"); shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
@@ -133,15 +137,22 @@ args_for() {
     none) echo "--no-filter" ;;
     noop) echo "--wasm $NOOP_WASM --filter-config {}" ;;
     tokengate) echo "--wasm $TOKENGATE_WASM --filter-config {\"max_prompt_tokens\":100000}" ;;
+    *) echo "--wasm ${WASM_OF[$1]} --filter-config {\"max_prompt_tokens\":100000}" ;;
   esac
 }
+declare -A WASM_OF
+NAMES=(none noop tokengate)
+for also in "${ALSO[@]}"; do
+  WASM_OF["${also%%=*}"]="${also#*=}"
+  NAMES+=("${also%%=*}")
+done
 
 # Every number here is wall or CPU time on a shared 2-core machine: say how busy it was.
 read -r load1 _ < /proc/loadavg
 echo "load average at start: $load1 (above ~0.5, expect slower and noisier numbers; compare rows of one run)"
 echo "| configuration | ready (s) | CPU to ready (s) | req/s | latency p50 | Envoy CPU per request (µs) | tokenize p50 (µs) | RSS 1 worker (MB) | extra RSS per worker (MB) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-for name in none noop tokengate; do
+for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2046
   start_envoy "$name" 5 $(args_for "$name")
   sleep 1
@@ -166,7 +177,7 @@ for name in none noop tokengate; do
   rps=$(awk '/Requests\/sec/ {print $2}' "$RUN/$name.wrk")
   p50=$(awk '$1 == "50%" {print $2}' "$RUN/$name.wrk")
   tok="–"
-  if [ "$name" = tokengate ]; then
+  if [ "$name" != none ] && [ "$name" != noop ]; then
     sleep 6  # stats_flush_interval: histograms are merged every 5 s
     tok=$(curl -s "http://127.0.0.1:$ADMIN/stats?filter=tokenize_us" | grep -o 'P50([^,]*,[^)]*)' | head -1 \
       | sed 's/P50(\([^,]*\),\([^)]*\))/\2/')
