@@ -2,9 +2,9 @@
 //! pauses, so body callbacks see everything since the last `Continue`), trailers; a local reply
 //! that ends the request and runs through the response callbacks; resumes; the end of the stream.
 
-use crate::abi::{Action, Pairs};
+use crate::abi::{find_header, Action, Pairs};
 use crate::error::{Error, Result};
-use crate::outcome::{find_header, Decision, LocalReply, Message, Outcome, StreamId};
+use crate::outcome::{Decision, LocalReply, Message, Outcome, StreamId};
 use crate::state::{Side, Stream};
 use crate::vm::{StreamCallback, Vm};
 

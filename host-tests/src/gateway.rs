@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::abi::{LogLevel, Pairs};
+use crate::calls::{GrpcCall, GrpcReply, HttpCall, HttpReply};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::flow::{self, Direction, Input};
-use crate::hostcalls::callouts::{GrpcCall, GrpcReply, HttpCall, HttpReply};
 use crate::outcome::{LogLine, Outcome, StreamId};
 use crate::plugin::Plugin;
 use crate::state::{HostState, MetricValue, Shared};

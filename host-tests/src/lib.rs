@@ -20,6 +20,8 @@
 //! and calls its callbacks, `flow` moves streams through it like Envoy, `gateway` is the API tests
 //! use. `hostcalls/` has one module per family of imports; `memory` is the only code that touches
 //! guest memory. All host state lives in each `wasmtime::Store` (`state`), so tests run in parallel.
+//! Imports go one way: `hostcalls/` use `state`, `memory`, `abi` and the plain data (`calls`,
+//! `outcome`), none of which imports a hostcall module (`tests/layout.rs` checks it).
 //!
 //! What it assumes of Envoy: `allow_on_headers_stop_iteration: true` (a paused headers callback
 //! still gets the body), StopIterationAndBuffer semantics (body callbacks see everything buffered
@@ -32,6 +34,7 @@
 //! `Gateway::run_requests(n, &request, &response)`, which returns the wall time of `n` exchanges).
 
 pub mod abi;
+pub mod calls;
 pub mod clock;
 pub mod error;
 mod flow;
@@ -44,12 +47,11 @@ mod state;
 pub mod vm;
 
 pub use abi::{Action, LogLevel, Status};
+pub use calls::{CallResponse, GrpcCall, GrpcReply, HttpCall, HttpReply};
 pub use clock::Clock;
-pub use error::{Error, Result};
+pub use error::{Error, GuestExit, Result};
 pub use gateway::{Gateway, GatewayBuilder, Request, Response};
-pub use hostcalls::callouts::{CallResponse, GrpcCall, GrpcReply, HttpCall, HttpReply};
 pub use hostcalls::properties::FILTER_STATE_PREFIX;
-pub use hostcalls::wasi::GuestExit;
 pub use outcome::{Decision, ForeignCall, LocalReply, LogLine, Message, Outcome, StreamId};
 pub use plugin::{Plugin, BUILD_COMMAND};
 pub use state::MetricValue;

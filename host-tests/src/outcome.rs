@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::abi::{Action, LogLevel, Pairs};
-use crate::hostcalls::callouts::{GrpcCall, HttpCall};
+use crate::abi::{find_header, Action, LogLevel, Pairs};
+use crate::calls::{GrpcCall, HttpCall};
 
 /// One `proxy_log` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,13 +108,6 @@ impl Message {
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-}
-
-pub(crate) fn find_header<'a>(headers: &'a Pairs, name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }
 
 /// Which VM and context a stream lives in.

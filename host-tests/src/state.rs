@@ -4,12 +4,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use wasmtime::{Memory, TypedFunc};
+
 use crate::abi::{Action, LogLevel, Pairs};
-use crate::clock::Clock;
-use crate::hostcalls::callouts::{
-    CallResponse, GrpcCall, GrpcReply, HttpCall, HttpReply, PendingCallout,
+use crate::calls::{
+    CallResponse, GrpcCall, GrpcDelivery, GrpcResponder, HttpCall, HttpResponder, PendingCallout,
 };
-use crate::memory::GuestExports;
+use crate::clock::Clock;
 use crate::outcome::{ForeignCall, LocalReply, LogLine};
 
 /// The per-VM state wasmtime hands to every hostcall.
@@ -82,6 +83,13 @@ impl HostState {
             message,
         });
     }
+}
+
+/// The instance's memory and allocator (`proxy_on_memory_allocate`, else `malloc`).
+#[derive(Clone)]
+pub(crate) struct GuestExports {
+    pub(crate) memory: Memory,
+    pub(crate) allocate: Option<TypedFunc<u32, u32>>,
 }
 
 /// What all VMs of one gateway share, like an Envoy process: stats, shared data, queues, the clock.
@@ -171,11 +179,6 @@ pub(crate) struct SharedQueue {
     pub(crate) items: VecDeque<Vec<u8>>,
 }
 
-/// How a test answers HTTP callouts (`None`: unknown cluster).
-pub(crate) type HttpResponder = Box<dyn FnMut(&HttpCall) -> Option<HttpReply> + Send>;
-/// How a test answers gRPC calls (`None`: the service cannot be parsed).
-pub(crate) type GrpcResponder = Box<dyn FnMut(&GrpcCall) -> Option<GrpcReply> + Send>;
-
 /// Scripted answers to callouts and the record of every callout made.
 #[derive(Default)]
 pub(crate) struct Callouts {
@@ -184,14 +187,6 @@ pub(crate) struct Callouts {
     pub(crate) grpc_responder: Option<GrpcResponder>,
     pub(crate) http_calls: Vec<HttpCall>,
     pub(crate) grpc_calls: Vec<GrpcCall>,
-}
-
-/// The gRPC data visible while a `proxy_on_grpc_*` callback runs.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct GrpcDelivery {
-    pub(crate) message: Vec<u8>,
-    pub(crate) status_code: u32,
-    pub(crate) status_message: String,
 }
 
 /// One HTTP stream (an HTTP context in the guest), both directions.

@@ -4,12 +4,10 @@
 use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
 use crate::abi::Action;
-use crate::error::{Error, Result};
-use crate::hostcalls::callouts::Delivery;
-use crate::hostcalls::wasi::GuestExit;
-use crate::memory::GuestExports;
+use crate::calls::{Delivery, GrpcDelivery};
+use crate::error::{Error, GuestExit, Result};
 use crate::plugin::Plugin;
-use crate::state::{GrpcDelivery, HostState, Stream};
+use crate::state::{GuestExports, HostState, Stream};
 
 /// `proxy_on_http_call_response(context, token, headers, body size, trailers)`.
 type HttpCallResponse = TypedFunc<(u32, u32, u32, u32, u32), ()>;

@@ -4,6 +4,7 @@
 mod support;
 
 mod harness;
+mod layout;
 
 mod chunked;
 mod config;

@@ -1,7 +1,7 @@
 //! The host side of every proxy-wasm 0.2.1 import, one module per family, each with `add_to_linker`.
 
 pub(crate) mod buffers;
-pub mod callouts;
+pub(crate) mod callouts;
 pub(crate) mod foreign;
 pub(crate) mod headers;
 pub(crate) mod logging;
@@ -10,7 +10,7 @@ pub mod properties;
 pub(crate) mod shared_data;
 pub(crate) mod stream;
 pub(crate) mod time;
-pub mod wasi;
+pub(crate) mod wasi;
 
 use wasmtime::Linker;
 

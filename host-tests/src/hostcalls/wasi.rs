@@ -2,10 +2,9 @@
 //! no arguments or environment, clocks from the gateway clock, deterministic `random_get`,
 //! `proc_exit` as a trap, no files.
 
-use std::fmt;
-
 use wasmtime::{Caller, Linker};
 
+use crate::error::GuestExit;
 use crate::memory::{self, HostError, HostResult};
 use crate::state::HostState;
 
@@ -17,18 +16,6 @@ const FAULT: i32 = 21;
 const INVAL: i32 = 28;
 const NOSYS: i32 = 52;
 const SPIPE: i32 = 70;
-
-/// The guest called `proc_exit`; its call ends in a trap that carries this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestExit(pub i32);
-
-impl fmt::Display for GuestExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "guest called proc_exit({})", self.0)
-    }
-}
-
-impl std::error::Error for GuestExit {}
 
 /// WASI's return value: memory faults become `EFAULT`, traps propagate.
 fn errno(result: HostResult<i32>) -> wasmtime::Result<i32> {
