@@ -20,6 +20,8 @@
 //! and calls its callbacks, `flow` moves streams through it like Envoy, `gateway` is the API tests
 //! use. `hostcalls/` has one module per family of imports; `memory` is the only code that touches
 //! guest memory. All host state lives in each `wasmtime::Store` (`state`), so tests run in parallel.
+//! Each call of the guest into a host import is counted once (`hostcalls/imports` wraps every
+//! import at registration) and given to the stream whose callback made it (`Outcome::host_calls`).
 //! Imports go one way: `hostcalls/` use `state`, `memory`, `abi` and the plain data (`calls`,
 //! `outcome`), none of which imports a hostcall module (`tests/layout.rs` checks it).
 //!
@@ -39,6 +41,7 @@ pub mod clock;
 pub mod error;
 mod flow;
 pub mod gateway;
+pub mod host_calls;
 pub mod hostcalls;
 mod memory;
 pub mod outcome;
@@ -51,6 +54,7 @@ pub use calls::{CallResponse, GrpcCall, GrpcReply, HttpCall, HttpReply};
 pub use clock::Clock;
 pub use error::{Error, GuestExit, Result};
 pub use gateway::{Gateway, GatewayBuilder, Request, Response};
+pub use host_calls::{HostCalls, StreamHostCalls};
 pub use hostcalls::properties::FILTER_STATE_PREFIX;
 pub use outcome::{Decision, ForeignCall, LocalReply, LogLine, Message, Outcome, StreamId};
 pub use plugin::{Plugin, BUILD_COMMAND};

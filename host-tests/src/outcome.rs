@@ -6,6 +6,7 @@ use std::fmt;
 
 use crate::abi::{find_header, Action, LogLevel, Pairs};
 use crate::calls::{GrpcCall, HttpCall};
+use crate::host_calls::StreamHostCalls;
 
 /// One `proxy_log` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +153,8 @@ pub struct Outcome {
     pub actions: Vec<(&'static str, Action)>,
     /// `on_done`/`on_log`/`on_delete` ran: the stream is over.
     pub finished: bool,
+    /// The guest's calls into the host during this stream's callbacks, request and response side.
+    pub host_calls: StreamHostCalls,
 }
 
 impl Outcome {

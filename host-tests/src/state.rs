@@ -11,6 +11,7 @@ use crate::calls::{
     CallResponse, GrpcCall, GrpcDelivery, GrpcResponder, HttpCall, HttpResponder, PendingCallout,
 };
 use crate::clock::Clock;
+use crate::host_calls::{CallCounts, StreamCallCounts};
 use crate::outcome::{ForeignCall, LocalReply, LogLine};
 
 /// The per-VM state wasmtime hands to every hostcall.
@@ -43,6 +44,10 @@ pub struct HostState {
     pub(crate) buffer_limit: Option<usize>,
     /// Set by `proc_exit`; the call that made it ends in a trap.
     pub(crate) exit_code: Option<i32>,
+    /// Host calls of the callback running now; the VM moves them to its context when it returns.
+    pub(crate) host_calls: CallCounts,
+    /// Host calls of callbacks on contexts that are not streams (the root: start, ticks, ...).
+    pub(crate) root_host_calls: CallCounts,
 }
 
 impl HostState {
@@ -67,6 +72,8 @@ impl HostState {
             log_level: LogLevel::Info,
             buffer_limit: None,
             exit_code: None,
+            host_calls: CallCounts::default(),
+            root_host_calls: CallCounts::default(),
         }
     }
 
@@ -206,6 +213,8 @@ pub(crate) struct Stream {
     pub(crate) finished: bool,
     /// Index in the gateway log where this stream's lines start.
     pub(crate) log_start: usize,
+    /// Host calls of this stream's callbacks, request side and response side.
+    pub(crate) host_calls: StreamCallCounts,
 }
 
 /// One direction of a stream: what the filter sees and what went on past it.

@@ -6,6 +6,7 @@ use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 use crate::abi::Action;
 use crate::calls::{Delivery, GrpcDelivery};
 use crate::error::{Error, GuestExit, Result};
+use crate::host_calls::{HostCalls, ImportNames};
 use crate::plugin::Plugin;
 use crate::state::{GuestExports, HostState, Stream};
 
@@ -64,6 +65,8 @@ pub struct Vm {
     exports: Exports,
     failed: bool,
     next_context_id: u32,
+    /// The name of each host-call counter (the plugin's linker order).
+    import_names: ImportNames,
 }
 
 impl Vm {
@@ -104,6 +107,7 @@ impl Vm {
             exports,
             failed: false,
             next_context_id: root + 1,
+            import_names: plugin.import_names().clone(),
         };
         for name in ["_initialize", "_start"] {
             if let Ok(init) = vm.instance.get_typed_func::<(), ()>(&mut vm.store, name) {
@@ -239,7 +243,9 @@ impl Vm {
         }
         let Some(func) = func else { return Ok(None) };
         self.store.data_mut().current_context = context;
-        match func.call(&mut self.store, args) {
+        let result = func.call(&mut self.store, args);
+        self.settle_host_calls(context);
+        match result {
             Ok(result) => Ok(Some(result)),
             Err(error) => {
                 self.failed = true;
@@ -259,6 +265,29 @@ impl Vm {
                 })
             }
         }
+    }
+
+    /// Moves the host calls of the callback that just returned to the context it ran for: a
+    /// stream's request side until its response has started, then its response side; any other
+    /// context is the root's.
+    fn settle_host_calls(&mut self, context: u32) {
+        let state = self.store.data_mut();
+        let total = match state.streams.get_mut(&context) {
+            Some(stream) if stream.response.started => &mut stream.host_calls.response,
+            Some(stream) => &mut stream.host_calls.request,
+            None => &mut state.root_host_calls,
+        };
+        total.take_from(&mut state.host_calls);
+    }
+
+    /// Host calls made in callbacks on contexts other than streams: the initialiser, the start
+    /// sequence, ticks, callout answers to the root, `Vm::call`.
+    pub fn root_host_calls(&self) -> HostCalls {
+        self.store.data().root_host_calls.named(&self.import_names)
+    }
+
+    pub(crate) fn import_names(&self) -> &[&'static str] {
+        &self.import_names
     }
 
     /// Creates an HTTP context for a new stream (`proxy_on_context_create(ctx, root)`).

@@ -9,6 +9,7 @@ mod layout;
 mod chunked;
 mod config;
 mod headers;
+mod host_calls;
 mod limits;
 mod quota;
 mod routing;

@@ -4,17 +4,18 @@
 
 use std::time::Duration;
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 use crate::abi::{self, Pairs, Status};
 use crate::calls::{
     CallResponse, Delivery, GrpcCall, GrpcReply, HttpCall, HttpReply, PendingCallout,
 };
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status, HostResult};
 use crate::state::HostState;
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_http_call",
         |mut caller: Caller<'_, HostState>,
@@ -44,7 +45,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             status(call.and_then(|call| http_call(&mut caller, call, token_ptr)))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_grpc_call",
         |mut caller: Caller<'_, HostState>,
@@ -78,7 +79,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             status(call.and_then(|call| grpc_call(&mut caller, call, token_ptr)))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_grpc_stream",
         |mut caller: Caller<'_, HostState>,
@@ -116,7 +117,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             }))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_grpc_send",
         |mut caller: Caller<'_, HostState>,
@@ -138,7 +139,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         },
     )?;
     for name in ["proxy_grpc_cancel", "proxy_grpc_close"] {
-        linker.func_wrap(
+        imports.func(
             "env",
             name,
             |mut caller: Caller<'_, HostState>, token: u32| {
@@ -161,7 +162,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             },
         )?;
     }
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_get_status",
         |mut caller: Caller<'_, HostState>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32| {
