@@ -134,6 +134,14 @@ pub(crate) mod stream_type {
 /// Header pairs as names and values (values are bytes on the wire; the harness keeps text).
 pub type Pairs = Vec<(String, String)>;
 
+/// The first value of a header in `headers` (names compare case-insensitively, as Envoy's do).
+pub(crate) fn find_header<'a>(headers: &'a Pairs, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// Encodes pairs the proxy-wasm way: count, then (name len, value len) each, then NUL-terminated data.
 pub fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
     let data: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();

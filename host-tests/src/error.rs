@@ -92,3 +92,15 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The guest called `proc_exit`; its call ends in a trap that carries this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestExit(pub i32);
+
+impl fmt::Display for GuestExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "guest called proc_exit({})", self.0)
+    }
+}
+
+impl std::error::Error for GuestExit {}

@@ -2,9 +2,10 @@
 //! pauses, so body callbacks see everything since the last `Continue`), trailers; a local reply
 //! that ends the request and runs through the response callbacks; resumes; the end of the stream.
 
-use crate::abi::{Action, Pairs};
+use crate::abi::{find_header, Action, Pairs};
 use crate::error::{Error, Result};
-use crate::outcome::{find_header, Decision, LocalReply, Message, Outcome, StreamId};
+use crate::host_calls::StreamHostCalls;
+use crate::outcome::{Decision, LocalReply, Message, Outcome, StreamId};
 use crate::state::{Side, Stream};
 use crate::vm::{StreamCallback, Vm};
 
@@ -309,5 +310,9 @@ pub(crate) fn outcome(vm: &Vm, context: u32) -> Result<Outcome> {
         logs,
         actions,
         finished: stream.finished,
+        host_calls: StreamHostCalls {
+            request: stream.host_calls.request.named(vm.import_names()),
+            response: stream.host_calls.response.named(vm.import_names()),
+        },
     })
 }

@@ -20,6 +20,10 @@
 //! and calls its callbacks, `flow` moves streams through it like Envoy, `gateway` is the API tests
 //! use. `hostcalls/` has one module per family of imports; `memory` is the only code that touches
 //! guest memory. All host state lives in each `wasmtime::Store` (`state`), so tests run in parallel.
+//! Each call of the guest into a host import is counted once (`hostcalls/imports` wraps every
+//! import at registration) and given to the stream whose callback made it (`Outcome::host_calls`).
+//! Imports go one way: `hostcalls/` use `state`, `memory`, `abi` and the plain data (`calls`,
+//! `outcome`), none of which imports a hostcall module (`tests/layout.rs` checks it).
 //!
 //! What it assumes of Envoy: `allow_on_headers_stop_iteration: true` (a paused headers callback
 //! still gets the body), StopIterationAndBuffer semantics (body callbacks see everything buffered
@@ -32,10 +36,12 @@
 //! `Gateway::run_requests(n, &request, &response)`, which returns the wall time of `n` exchanges).
 
 pub mod abi;
+pub mod calls;
 pub mod clock;
 pub mod error;
 mod flow;
 pub mod gateway;
+pub mod host_calls;
 pub mod hostcalls;
 mod memory;
 pub mod outcome;
@@ -44,12 +50,12 @@ mod state;
 pub mod vm;
 
 pub use abi::{Action, LogLevel, Status};
+pub use calls::{CallResponse, GrpcCall, GrpcReply, HttpCall, HttpReply};
 pub use clock::Clock;
-pub use error::{Error, Result};
+pub use error::{Error, GuestExit, Result};
 pub use gateway::{Gateway, GatewayBuilder, Request, Response};
-pub use hostcalls::callouts::{CallResponse, GrpcCall, GrpcReply, HttpCall, HttpReply};
+pub use host_calls::{HostCalls, StreamHostCalls};
 pub use hostcalls::properties::FILTER_STATE_PREFIX;
-pub use hostcalls::wasi::GuestExit;
 pub use outcome::{Decision, ForeignCall, LocalReply, LogLine, Message, Outcome, StreamId};
 pub use plugin::{Plugin, BUILD_COMMAND};
 pub use state::MetricValue;

@@ -1,17 +1,10 @@
 //! Guest memory for hostcalls: bounds-checked reads and writes, and host bytes handed to the guest
 //! in memory it allocates. A wild pointer becomes `InvalidMemoryAccess`, never a host panic.
 
-use wasmtime::{AsContextMut, Caller, Memory, TypedFunc};
+use wasmtime::{AsContextMut, Caller, Memory};
 
 use crate::abi::Status;
 use crate::state::HostState;
-
-/// The instance's memory and allocator (`proxy_on_memory_allocate`, else `malloc`).
-#[derive(Clone)]
-pub(crate) struct GuestExports {
-    pub(crate) memory: Memory,
-    pub(crate) allocate: Option<TypedFunc<u32, u32>>,
-}
 
 /// Why a hostcall stops early: a status for the guest, or a trap that ends the guest's call.
 pub(crate) enum HostError {

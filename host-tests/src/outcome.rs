@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::abi::{Action, LogLevel, Pairs};
-use crate::hostcalls::callouts::{GrpcCall, HttpCall};
+use crate::abi::{find_header, Action, LogLevel, Pairs};
+use crate::calls::{GrpcCall, HttpCall};
+use crate::host_calls::StreamHostCalls;
 
 /// One `proxy_log` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,13 +111,6 @@ impl Message {
     }
 }
 
-pub(crate) fn find_header<'a>(headers: &'a Pairs, name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 /// Which VM and context a stream lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StreamId {
@@ -159,6 +153,8 @@ pub struct Outcome {
     pub actions: Vec<(&'static str, Action)>,
     /// `on_done`/`on_log`/`on_delete` ran: the stream is over.
     pub finished: bool,
+    /// The guest's calls into the host during this stream's callbacks, request and response side.
+    pub host_calls: StreamHostCalls,
 }
 
 impl Outcome {

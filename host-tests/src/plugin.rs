@@ -11,6 +11,7 @@ use wasmtime::{Config, Engine, InstancePre, Linker, Module, OptLevel, Store};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::host_calls::ImportNames;
 use crate::hostcalls;
 use crate::state::{HostState, Shared};
 
@@ -27,6 +28,8 @@ struct PluginInner {
     name: String,
     module: Module,
     pre: InstancePre<HostState>,
+    /// The name of each host-call counter, in the linker's order.
+    import_names: ImportNames,
     compile_time: Duration,
 }
 
@@ -113,12 +116,13 @@ impl Plugin {
         let started = Instant::now();
         let module = Module::new(engine, bytes).map_err(|e| Error::Load(format!("{e:#}")))?;
         let compile_time = started.elapsed();
-        let pre = link(name, &module)?;
+        let (pre, import_names) = link(name, &module)?;
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 name: name.to_string(),
                 module,
                 pre,
+                import_names,
                 compile_time,
             }),
         })
@@ -159,12 +163,18 @@ impl Plugin {
     pub(crate) fn instance_pre(&self) -> &InstancePre<HostState> {
         &self.inner.pre
     }
+
+    pub(crate) fn import_names(&self) -> &ImportNames {
+        &self.inner.import_names
+    }
 }
 
-/// Links every hostcall, after checking that each import is one this host provides.
-fn link(name: &str, module: &Module) -> Result<InstancePre<HostState>> {
+/// Links every hostcall, after checking that each import is one this host provides; returns the
+/// instance template and the names of the host-call counters.
+fn link(name: &str, module: &Module) -> Result<(InstancePre<HostState>, ImportNames)> {
     let mut linker = Linker::new(module.engine());
-    hostcalls::add_to_linker(&mut linker).map_err(|e| Error::Load(format!("{e:#}")))?;
+    let import_names =
+        hostcalls::add_to_linker(&mut linker).map_err(|e| Error::Load(format!("{e:#}")))?;
     let mut probe = Store::new(
         module.engine(),
         HostState::new(0, Arc::new(Shared::new(Clock::manual(), String::new())), 0),
@@ -188,9 +198,10 @@ fn link(name: &str, module: &Module) -> Result<InstancePre<HostState>> {
             "{name} is not a proxy-wasm 0.2.x module (no proxy_abi_version_0_2_* export)"
         )));
     }
-    linker
+    let pre = linker
         .instantiate_pre(module)
-        .map_err(|e| Error::Load(format!("{name}: {e:#}")))
+        .map_err(|e| Error::Load(format!("{name}: {e:#}")))?;
+    Ok((pre, import_names))
 }
 
 /// Warns once per process when a filter source is newer than the .wasm: `cargo test -p host-tests`

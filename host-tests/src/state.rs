@@ -4,12 +4,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use wasmtime::{Memory, TypedFunc};
+
 use crate::abi::{Action, LogLevel, Pairs};
-use crate::clock::Clock;
-use crate::hostcalls::callouts::{
-    CallResponse, GrpcCall, GrpcReply, HttpCall, HttpReply, PendingCallout,
+use crate::calls::{
+    CallResponse, GrpcCall, GrpcDelivery, GrpcResponder, HttpCall, HttpResponder, PendingCallout,
 };
-use crate::memory::GuestExports;
+use crate::clock::Clock;
+use crate::host_calls::{CallCounts, StreamCallCounts};
 use crate::outcome::{ForeignCall, LocalReply, LogLine};
 
 /// The per-VM state wasmtime hands to every hostcall.
@@ -42,6 +44,10 @@ pub struct HostState {
     pub(crate) buffer_limit: Option<usize>,
     /// Set by `proc_exit`; the call that made it ends in a trap.
     pub(crate) exit_code: Option<i32>,
+    /// Host calls of the callback running now; the VM moves them to its context when it returns.
+    pub(crate) host_calls: CallCounts,
+    /// Host calls of callbacks on contexts that are not streams (the root: start, ticks, ...).
+    pub(crate) root_host_calls: CallCounts,
 }
 
 impl HostState {
@@ -66,6 +72,8 @@ impl HostState {
             log_level: LogLevel::Info,
             buffer_limit: None,
             exit_code: None,
+            host_calls: CallCounts::default(),
+            root_host_calls: CallCounts::default(),
         }
     }
 
@@ -82,6 +90,13 @@ impl HostState {
             message,
         });
     }
+}
+
+/// The instance's memory and allocator (`proxy_on_memory_allocate`, else `malloc`).
+#[derive(Clone)]
+pub(crate) struct GuestExports {
+    pub(crate) memory: Memory,
+    pub(crate) allocate: Option<TypedFunc<u32, u32>>,
 }
 
 /// What all VMs of one gateway share, like an Envoy process: stats, shared data, queues, the clock.
@@ -171,11 +186,6 @@ pub(crate) struct SharedQueue {
     pub(crate) items: VecDeque<Vec<u8>>,
 }
 
-/// How a test answers HTTP callouts (`None`: unknown cluster).
-pub(crate) type HttpResponder = Box<dyn FnMut(&HttpCall) -> Option<HttpReply> + Send>;
-/// How a test answers gRPC calls (`None`: the service cannot be parsed).
-pub(crate) type GrpcResponder = Box<dyn FnMut(&GrpcCall) -> Option<GrpcReply> + Send>;
-
 /// Scripted answers to callouts and the record of every callout made.
 #[derive(Default)]
 pub(crate) struct Callouts {
@@ -184,14 +194,6 @@ pub(crate) struct Callouts {
     pub(crate) grpc_responder: Option<GrpcResponder>,
     pub(crate) http_calls: Vec<HttpCall>,
     pub(crate) grpc_calls: Vec<GrpcCall>,
-}
-
-/// The gRPC data visible while a `proxy_on_grpc_*` callback runs.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct GrpcDelivery {
-    pub(crate) message: Vec<u8>,
-    pub(crate) status_code: u32,
-    pub(crate) status_message: String,
 }
 
 /// One HTTP stream (an HTTP context in the guest), both directions.
@@ -211,6 +213,8 @@ pub(crate) struct Stream {
     pub(crate) finished: bool,
     /// Index in the gateway log where this stream's lines start.
     pub(crate) log_start: usize,
+    /// Host calls of this stream's callbacks, request side and response side.
+    pub(crate) host_calls: StreamCallCounts,
 }
 
 /// One direction of a stream: what the filter sees and what went on past it.

@@ -4,12 +4,11 @@
 use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
 use crate::abi::Action;
-use crate::error::{Error, Result};
-use crate::hostcalls::callouts::Delivery;
-use crate::hostcalls::wasi::GuestExit;
-use crate::memory::GuestExports;
+use crate::calls::{Delivery, GrpcDelivery};
+use crate::error::{Error, GuestExit, Result};
+use crate::host_calls::{HostCalls, ImportNames};
 use crate::plugin::Plugin;
-use crate::state::{GrpcDelivery, HostState, Stream};
+use crate::state::{GuestExports, HostState, Stream};
 
 /// `proxy_on_http_call_response(context, token, headers, body size, trailers)`.
 type HttpCallResponse = TypedFunc<(u32, u32, u32, u32, u32), ()>;
@@ -66,6 +65,8 @@ pub struct Vm {
     exports: Exports,
     failed: bool,
     next_context_id: u32,
+    /// The name of each host-call counter (the plugin's linker order).
+    import_names: ImportNames,
 }
 
 impl Vm {
@@ -106,6 +107,7 @@ impl Vm {
             exports,
             failed: false,
             next_context_id: root + 1,
+            import_names: plugin.import_names().clone(),
         };
         for name in ["_initialize", "_start"] {
             if let Ok(init) = vm.instance.get_typed_func::<(), ()>(&mut vm.store, name) {
@@ -241,7 +243,9 @@ impl Vm {
         }
         let Some(func) = func else { return Ok(None) };
         self.store.data_mut().current_context = context;
-        match func.call(&mut self.store, args) {
+        let result = func.call(&mut self.store, args);
+        self.settle_host_calls(context);
+        match result {
             Ok(result) => Ok(Some(result)),
             Err(error) => {
                 self.failed = true;
@@ -261,6 +265,29 @@ impl Vm {
                 })
             }
         }
+    }
+
+    /// Moves the host calls of the callback that just returned to the context it ran for: a
+    /// stream's request side until its response has started, then its response side; any other
+    /// context is the root's.
+    fn settle_host_calls(&mut self, context: u32) {
+        let state = self.store.data_mut();
+        let total = match state.streams.get_mut(&context) {
+            Some(stream) if stream.response.started => &mut stream.host_calls.response,
+            Some(stream) => &mut stream.host_calls.request,
+            None => &mut state.root_host_calls,
+        };
+        total.take_from(&mut state.host_calls);
+    }
+
+    /// Host calls made in callbacks on contexts other than streams: the initialiser, the start
+    /// sequence, ticks, callout answers to the root, `Vm::call`.
+    pub fn root_host_calls(&self) -> HostCalls {
+        self.store.data().root_host_calls.named(&self.import_names)
+    }
+
+    pub(crate) fn import_names(&self) -> &[&'static str] {
+        &self.import_names
     }
 
     /// Creates an HTTP context for a new stream (`proxy_on_context_create(ctx, root)`).

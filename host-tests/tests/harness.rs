@@ -1,11 +1,12 @@
 //! Tests of the host itself, against tiny WAT guests: statuses, CAS, buffers, headers, local
 //! replies, callouts, ticks, traps, wild pointers, unknown imports.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use host_tests::abi::decode_pairs;
 use host_tests::{
-    Decision, Error, Gateway, GrpcReply, HttpReply, Plugin, Request, Response, Status,
+    Decision, Error, Gateway, GrpcReply, HostCalls, HttpReply, Plugin, Request, Response, Status,
 };
 
 /// Hostcalls the WAT guests import, with their parameter types; each gets a `call_<name>` export
@@ -672,6 +673,51 @@ fn local_response_ends_the_request_and_runs_the_response_callbacks() {
         gw.response(&out, Response::ok()).is_err(),
         "the stream is over"
     );
+}
+
+#[test]
+fn host_calls_are_counted_once_each_for_the_context_whose_callback_made_them() {
+    let mut gw = gateway(LOCAL_REPLY_GUEST);
+    assert_eq!(gw.vm(0).unwrap().root_host_calls(), HostCalls::default());
+    let out = gw.request(Request::post("/x").json("{}")).unwrap();
+    let calls = &out.host_calls;
+    assert_eq!(
+        calls.request.by_import(),
+        &BTreeMap::from([("proxy_log", 1), ("proxy_send_local_response", 1)]),
+        "request headers: the reply and the status logged"
+    );
+    assert_eq!(
+        calls.response.by_import(),
+        &BTreeMap::from([("proxy_log", 1)]),
+        "the local reply's response headers"
+    );
+    assert_eq!(calls.total(), 3);
+    assert_eq!((calls.request.proxy(), calls.request.wasi()), (2, 0));
+
+    // A call the test makes through an export runs on the root context.
+    let vm = gw.vm(0).unwrap();
+    let logged: i32 = vm.call("call_proxy_log", (2, 1000, 6)).unwrap();
+    assert_eq!(status(logged), Status::Ok);
+    assert_eq!(
+        vm.root_host_calls().by_import(),
+        &BTreeMap::from([("proxy_log", 1)])
+    );
+
+    // WASI imports count too, by their own names.
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "hi")
+      (data (i32.const 200) "\64\00\00\00\02\00\00\00")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "_initialize") (drop (call $fd_write (i32.const 1) (i32.const 200) (i32.const 1) (i32.const 300)))))"#;
+    let mut gw = Gateway::builder()
+        .plugin(Plugin::from_wat(wat).unwrap())
+        .build()
+        .unwrap();
+    let root = gw.vm(0).unwrap().root_host_calls();
+    assert_eq!(root.by_import(), &BTreeMap::from([("fd_write", 1)]));
+    assert_eq!((root.proxy(), root.wasi()), (0, 1));
 }
 
 #[test]

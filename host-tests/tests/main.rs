@@ -4,10 +4,12 @@
 mod support;
 
 mod harness;
+mod layout;
 
 mod chunked;
 mod config;
 mod headers;
+mod host_calls;
 mod limits;
 mod quota;
 mod routing;

@@ -2,14 +2,15 @@
 //! size 0 it prepends, at 0 covering the whole buffer it replaces, at or past the end it appends;
 //! any other range is `BadArgument`.
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 use crate::abi::{buffer, Status};
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status, HostResult};
 use crate::state::HostState;
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_get_buffer_bytes",
         |mut caller: Caller<'_, HostState>,
@@ -21,7 +22,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             status(get(&mut caller, kind, start, max_size, ptr_ptr, size_ptr))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_set_buffer_bytes",
         |mut caller: Caller<'_, HostState>,

@@ -2,9 +2,10 @@
 //! stood at the call; `clear_route_cache` answers `Ok` with no result, as Envoy does; any other
 //! name is `NotFound`.
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 use crate::abi::Status;
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status, HostResult};
 use crate::outcome::ForeignCall;
 use crate::state::HostState;
@@ -12,8 +13,8 @@ use crate::state::HostState;
 /// Foreign functions this host answers.
 const KNOWN: &[&str] = &["clear_route_cache"];
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_call_foreign_function",
         |mut caller: Caller<'_, HostState>,

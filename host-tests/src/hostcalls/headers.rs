@@ -1,28 +1,29 @@
 //! Header and trailer map hostcalls, with Envoy's semantics: names are lowercased, `get` returns the
 //! first value, `replace` keeps one entry, `remove` drops every entry, `set_pairs` replaces the map.
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 use crate::abi::{self, map, Pairs, Status};
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status, HostResult};
 use crate::state::HostState;
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_get_header_map_pairs",
         |mut caller: Caller<'_, HostState>, map_type: u32, ptr_ptr: u32, size_ptr: u32| {
             status(get_pairs(&mut caller, map_type, ptr_ptr, size_ptr))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_set_header_map_pairs",
         |mut caller: Caller<'_, HostState>, map_type: u32, ptr: u32, len: u32| {
             status(set_pairs(&mut caller, map_type, ptr, len))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_get_header_map_value",
         |mut caller: Caller<'_, HostState>,
@@ -41,7 +42,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_remove_header_map_value",
         |mut caller: Caller<'_, HostState>, map_type: u32, key_ptr: u32, key_len: u32| {
@@ -55,7 +56,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_replace_header_map_value",
         |mut caller: Caller<'_, HostState>,
@@ -74,7 +75,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_add_header_map_value",
         |mut caller: Caller<'_, HostState>,

@@ -1,20 +1,21 @@
 //! Logging hostcalls: `proxy_log` into the gateway's log, `proxy_get_log_level`.
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 use crate::abi::{LogLevel, Status};
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status, HostResult};
 use crate::state::HostState;
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_log",
         |mut caller: Caller<'_, HostState>, level: u32, ptr: u32, len: u32| {
             status(log(&mut caller, level, ptr, len))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_get_log_level",
         |mut caller: Caller<'_, HostState>, level_ptr: u32| {

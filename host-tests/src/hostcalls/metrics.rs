@@ -1,14 +1,15 @@
 //! Metric hostcalls with Envoy's stats semantics, shared by every VM of a gateway: defining a
 //! name twice returns the same id; counters only grow; histograms record samples and can't be read.
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 use crate::abi::Status;
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status, HostResult};
 use crate::state::{HostState, MetricValue, Metrics};
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_define_metric",
         |mut caller: Caller<'_, HostState>,
@@ -17,7 +18,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          name_len: u32,
          id_ptr: u32| { status(define(&mut caller, kind, name_ptr, name_len, id_ptr)) },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_increment_metric",
         |caller: Caller<'_, HostState>, id: u32, offset: i64| {
@@ -28,7 +29,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_record_metric",
         |caller: Caller<'_, HostState>, id: u32, value: u64| {
@@ -39,7 +40,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_get_metric",
         |mut caller: Caller<'_, HostState>, id: u32, value_ptr: u32| {

@@ -2,17 +2,18 @@
 //! does, under `wasm.<path>`, and only in a stream (Envoy answers `NotFound` in the root context).
 //! `get_property` answers request attributes, then the gateway's properties, then that filter state.
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 use crate::abi::Status;
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status, HostResult};
 use crate::state::{HostState, Stream};
 
 /// Envoy's prefix for filter state written by wasm (`CelStateKeyPrefix`).
 pub const FILTER_STATE_PREFIX: &str = "wasm.";
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_get_property",
         |mut caller: Caller<'_, HostState>,
@@ -21,7 +22,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          ptr_ptr: u32,
          size_ptr: u32| { status(get(&mut caller, path_ptr, path_len, ptr_ptr, size_ptr)) },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_set_property",
         |mut caller: Caller<'_, HostState>,

@@ -3,14 +3,15 @@
 
 use std::collections::VecDeque;
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 use crate::abi::Status;
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status, HostResult};
 use crate::state::{HostState, SharedQueue};
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_get_shared_data",
         |mut caller: Caller<'_, HostState>,
@@ -29,7 +30,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_set_shared_data",
         |mut caller: Caller<'_, HostState>,
@@ -48,14 +49,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_register_shared_queue",
         |mut caller: Caller<'_, HostState>, name_ptr: u32, name_len: u32, id_ptr: u32| {
             status(register_queue(&mut caller, name_ptr, name_len, id_ptr))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_resolve_shared_queue",
         |mut caller: Caller<'_, HostState>,
@@ -74,7 +75,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             ))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_enqueue_shared_queue",
         |mut caller: Caller<'_, HostState>, id: u32, value_ptr: u32, value_len: u32| {
@@ -87,7 +88,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             status(result)
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_dequeue_shared_queue",
         |mut caller: Caller<'_, HostState>, id: u32, ptr_ptr: u32, size_ptr: u32| {

@@ -1,15 +1,16 @@
 //! Stream control hostcalls: `send_local_response`, `continue_stream`, `close_stream`, the
 //! effective context and `proxy_done`.
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 use crate::abi::{self, stream_type, Status};
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status, HostResult};
 use crate::outcome::LocalReply;
 use crate::state::HostState;
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_send_local_response",
         |mut caller: Caller<'_, HostState>,
@@ -39,7 +40,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             status(reply.and_then(|reply| send_local_response(caller.data_mut(), reply)))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_continue_stream",
         |mut caller: Caller<'_, HostState>, kind: u32| {
@@ -48,7 +49,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             }))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_close_stream",
         |mut caller: Caller<'_, HostState>, kind: u32| {
@@ -66,7 +67,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             status(result)
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_set_effective_context",
         |mut caller: Caller<'_, HostState>, context_id: u32| {
@@ -80,7 +81,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         },
     )?;
     // The root context finished a deferred `on_done`; nothing is waiting on it here.
-    linker.func_wrap("env", "proxy_done", |_: Caller<'_, HostState>| {
+    imports.func("env", "proxy_done", |_: Caller<'_, HostState>| {
         status(Ok(()))
     })?;
     Ok(())

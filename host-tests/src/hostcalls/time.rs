@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, status};
 use crate::state::HostState;
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
+    imports.func(
         "env",
         "proxy_get_current_time_nanoseconds",
         |mut caller: Caller<'_, HostState>, time_ptr: u32| {
@@ -16,7 +17,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             status(memory::write_u64(&mut caller, time_ptr, now))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         "env",
         "proxy_set_tick_period_milliseconds",
         |mut caller: Caller<'_, HostState>, period: u32| {

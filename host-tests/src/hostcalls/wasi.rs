@@ -2,10 +2,10 @@
 //! no arguments or environment, clocks from the gateway clock, deterministic `random_get`,
 //! `proc_exit` as a trap, no files.
 
-use std::fmt;
+use wasmtime::Caller;
 
-use wasmtime::{Caller, Linker};
-
+use crate::error::GuestExit;
+use crate::hostcalls::imports::Imports;
 use crate::memory::{self, HostError, HostResult};
 use crate::state::HostState;
 
@@ -18,18 +18,6 @@ const INVAL: i32 = 28;
 const NOSYS: i32 = 52;
 const SPIPE: i32 = 70;
 
-/// The guest called `proc_exit`; its call ends in a trap that carries this.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestExit(pub i32);
-
-impl fmt::Display for GuestExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "guest called proc_exit({})", self.0)
-    }
-}
-
-impl std::error::Error for GuestExit {}
-
 /// WASI's return value: memory faults become `EFAULT`, traps propagate.
 fn errno(result: HostResult<i32>) -> wasmtime::Result<i32> {
     match result {
@@ -39,10 +27,10 @@ fn errno(result: HostResult<i32>) -> wasmtime::Result<i32> {
     }
 }
 
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker(imports: &mut Imports<'_>) -> wasmtime::Result<()> {
     // No arguments and no environment: both lists are empty.
     for name in ["args_sizes_get", "environ_sizes_get"] {
-        linker.func_wrap(
+        imports.func(
             MODULE,
             name,
             |mut caller: Caller<'_, HostState>, count_ptr: u32, size_ptr: u32| {
@@ -55,13 +43,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         )?;
     }
     for name in ["args_get", "environ_get"] {
-        linker.func_wrap(
+        imports.func(
             MODULE,
             name,
             |_: Caller<'_, HostState>, _list: u32, _buf: u32| SUCCESS,
         )?;
     }
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "clock_res_get",
         |mut caller: Caller<'_, HostState>, id: u32, res_ptr: u32| {
@@ -71,7 +59,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             })
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "clock_time_get",
         |mut caller: Caller<'_, HostState>, id: u32, _precision: u64, time_ptr: u32| {
@@ -85,14 +73,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             errno(memory::write_u64(&mut caller, time_ptr, now).map(|()| SUCCESS))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "fd_write",
         |mut caller: Caller<'_, HostState>, fd: u32, iovs: u32, iovs_len: u32, written_ptr: u32| {
             errno(fd_write(&mut caller, fd, iovs, iovs_len, written_ptr))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "fd_read",
         |mut caller: Caller<'_, HostState>, fd: u32, _iovs: u32, _iovs_len: u32, read_ptr: u32| {
@@ -103,7 +91,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             })
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "fd_close",
         |_: Caller<'_, HostState>, fd: u32| {
@@ -114,7 +102,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             }
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "fd_seek",
         |_: Caller<'_, HostState>, fd: u32, _offset: i64, _whence: u32, _new_offset_ptr: u32| {
@@ -125,7 +113,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             }
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "fd_fdstat_get",
         |mut caller: Caller<'_, HostState>, fd: u32, stat_ptr: u32| {
@@ -140,7 +128,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             errno(memory::write(&mut caller, stat_ptr, &stat).map(|()| SUCCESS))
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "fd_fdstat_set_flags",
         |_: Caller<'_, HostState>, fd: u32, _flags: u32| {
@@ -152,17 +140,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         },
     )?;
     // No preopened directories: the scan for them stops at the first fd.
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "fd_prestat_get",
         |_: Caller<'_, HostState>, _fd: u32, _ptr: u32| BADF,
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "fd_prestat_dir_name",
         |_: Caller<'_, HostState>, _fd: u32, _ptr: u32, _len: u32| BADF,
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "random_get",
         |mut caller: Caller<'_, HostState>, buf: u32, len: u32| {
@@ -175,15 +163,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             errno(memory::write(&mut caller, buf, &bytes).map(|()| SUCCESS))
         },
     )?;
-    linker.func_wrap(MODULE, "sched_yield", |_: Caller<'_, HostState>| SUCCESS)?;
-    linker.func_wrap(
+    imports.func(MODULE, "sched_yield", |_: Caller<'_, HostState>| SUCCESS)?;
+    imports.func(
         MODULE,
         "poll_oneoff",
         |_: Caller<'_, HostState>, _in: u32, _out: u32, _subscriptions: u32, _events_ptr: u32| {
             NOSYS
         },
     )?;
-    linker.func_wrap(
+    imports.func(
         MODULE,
         "proc_exit",
         |mut caller: Caller<'_, HostState>, code: i32| -> wasmtime::Result<()> {
