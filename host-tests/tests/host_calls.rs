@@ -16,8 +16,8 @@ use crate::support::{chat_body, gateway, post, CHAT};
 #[rustfmt::skip]
 const EXPECTED: [(&str, u32, u32); 3] = [
     // case                     request  response
-    ("admitted, no quota",         17,       0),
-    ("admitted, quota",            22,      15),
+    ("admitted, no quota",         14,       0),
+    ("admitted, quota",            17,      11),
     ("over max_prompt_tokens",     10,       0),
 ];
 
