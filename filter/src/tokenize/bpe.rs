@@ -699,7 +699,7 @@ fn rank_cold(v: &Vocab, t: &[u8], start: usize, end: usize) -> u32 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::tokenize::tests::{Rng, CORPUS};
+    use crate::tokenize::tests::CORPUS;
     use crate::tokenize::vocab::{CL100K, O200K};
 
     /// How many parts `seed_solid` removes from `text` (at most `SMALL` bytes).
@@ -721,17 +721,17 @@ mod tests {
             "日本語の文章한국어Жωक".as_bytes(),
             b"0123456789.,;:!?()[]{}<>=+-*/_'\"",
         ];
-        let mut rng = Rng::new(7);
+        let mut rng = fastrand::Rng::with_seed(7);
         let mut merger = Merger::default();
         for round in 0..24_000 {
             let alphabet = alphabets[round % alphabets.len()];
             // Mostly array-scan lengths; two rounds in ten up to a window, one in ten 2-3 bytes.
             let n = 2 + match round % 10 {
-                3 | 7 => rng.below(WINDOW - 1),
-                9 => rng.below(2),
-                _ => rng.below(SMALL - 1),
+                3 | 7 => rng.usize(..WINDOW - 1),
+                9 => rng.usize(..2),
+                _ => rng.usize(..SMALL - 1),
             };
-            let text: Vec<u8> = (0..n).map(|_| *rng.pick(alphabet)).collect();
+            let text: Vec<u8> = (0..n).map(|_| *rng.choice(alphabet).unwrap()).collect();
             for v in [&CL100K, &O200K] {
                 let blocks = merger.merge(v, &text, 0, n, None) as u64;
                 let heap = whole(v, &text, 0, n).0;
@@ -756,16 +756,16 @@ mod tests {
     #[test]
     fn solid_characters_merge_as_their_bytes() {
         let lines: Vec<Vec<char>> = CORPUS.iter().map(|line| line.chars().filter(|c| c.is_alphabetic()).collect()).collect();
-        let mut rng = Rng::new(5);
+        let mut rng = fastrand::Rng::with_seed(5);
         let mut seeded = [0usize; 2];
         for round in 0..60_000 {
-            let line = rng.pick(&lines);
+            let line = rng.choice(&lines).unwrap();
             let mut text = Vec::new();
-            for &c in line.iter().skip(rng.below(line.len().max(1))) {
+            for &c in line.iter().skip(rng.usize(..line.len().max(1))) {
                 let mut buf = [0u8; 4];
-                let piece: &[u8] = match rng.below(30) {
+                let piece: &[u8] = match rng.usize(..30) {
                     0 => b" ",
-                    1 => &[0x80, 0xe4][rng.below(2)..][..1],
+                    1 => &[0x80, 0xe4][rng.usize(..2)..][..1],
                     _ => c.encode_utf8(&mut buf).as_bytes(),
                 };
                 if text.len() + piece.len() > SMALL {
@@ -797,7 +797,7 @@ mod tests {
     fn solid_characters_hold_against_tokens_starting_at_their_last_byte() {
         use crate::tokenize::tests::oracle;
         use crate::tokenize::Encoding;
-        let mut rng = Rng::new(13);
+        let mut rng = fastrand::Rng::with_seed(13);
         let mut seeded = 0;
         for (enc, v) in [(Encoding::Cl100kBase, &CL100K), (Encoding::O200kBase, &O200K)] {
             let bpe = &oracle(enc).bpe;
@@ -816,10 +816,10 @@ mod tests {
                 }
                 for _ in 0..24 {
                     // A character ending with the token's first byte: 2 or 3 bytes.
-                    let c: Vec<u8> = if rng.below(4) == 0 {
-                        vec![0xc2 + rng.below(30) as u8, tok[0]]
+                    let c: Vec<u8> = if rng.usize(..4) == 0 {
+                        vec![0xc2 + rng.usize(..30) as u8, tok[0]]
                     } else {
-                        vec![0xe1 + rng.below(12) as u8, 0x80 + rng.below(64) as u8, tok[0]]
+                        vec![0xe1 + rng.usize(..12) as u8, 0x80 + rng.usize(..64) as u8, tok[0]]
                     };
                     let text = ["Ж".as_bytes(), &c, &rest].concat();
                     if std::str::from_utf8(&text).is_err() {
@@ -839,12 +839,12 @@ mod tests {
     /// The windowed merge of long pieces joins to the same count as one merge of the piece.
     #[test]
     fn windows_join_to_the_whole_merge() {
-        let mut rng = Rng::new(11);
+        let mut rng = fastrand::Rng::with_seed(11);
         let mut merger = Merger::default();
         for round in 0..40 {
             let alphabet: &[u8] = if round % 2 == 0 { b"abcdefghijklmnopqrstuvwxyz" } else { b"aab" };
-            let n = WINDOW + rng.below(8 * WINDOW);
-            let text: Vec<u8> = (0..n).map(|_| *rng.pick(alphabet)).collect();
+            let n = WINDOW + rng.usize(..8 * WINDOW);
+            let text: Vec<u8> = (0..n).map(|_| *rng.choice(alphabet).unwrap()).collect();
             for v in [&CL100K, &O200K] {
                 let windowed = count_long(v, &mut merger, &text, 0, n, u64::MAX);
                 assert_eq!(windowed, whole(v, &text, 0, n), "{:?}", String::from_utf8_lossy(&text));
