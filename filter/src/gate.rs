@@ -11,7 +11,7 @@ use crate::reject::{ErrorCode, Rejection};
 use crate::request::{classify, count_prompt, Api, Exactness, MaxOutput};
 use crate::quota::bucket::Refusal;
 use crate::quota::{self, KeyName, QuotaError, Quotas, Snapshot, Store};
-use crate::tokenize::{Encoding, Tokenizer, TokenizerError};
+use crate::tokenize::{Encoding, Tokenizer};
 
 /// What the request headers say, as far as the gate cares.
 #[derive(Debug, Clone, Copy, Default)]
@@ -118,68 +118,68 @@ pub fn decide_body(
     content_type: Option<&str>,
     path: Option<&str>,
     body: &[u8],
-) -> Result<BodyDecision, TokenizerError> {
+) -> BodyDecision {
     if body.len() as u64 > config.max_body_bytes {
-        return Ok(BodyDecision::Reject(too_large(body.len() as u64, config.max_body_bytes)));
+        return BodyDecision::Reject(too_large(body.len() as u64, config.max_body_bytes));
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let declared_json = content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
     let looks_json = matches!(first, Some(b'{' | b'['));
     if first.is_none() || !(declared_json || looks_json) {
-        return Ok(BodyDecision::PassThrough);
+        return BodyDecision::PassThrough;
     }
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
-            return Ok(BodyDecision::Reject(Rejection::new(
+            return BodyDecision::Reject(Rejection::new(
                 ErrorCode::InvalidJson,
                 None,
                 format!(
                     "We could not parse the JSON body of your request ({e}). The API expects a JSON payload."
                 ),
-            )))
+            ))
         }
     };
     let request = match classify(&value, path) {
         Ok(Some(r)) => r,
-        Ok(None) => return Ok(BodyDecision::PassThrough),
+        Ok(None) => return BodyDecision::PassThrough,
         Err(crate::request::RequestError::InvalidField { param, reason }) => {
-            return Ok(BodyDecision::Reject(Rejection::new(
+            return BodyDecision::Reject(Rejection::new(
                 ErrorCode::InvalidValue,
                 Some(param),
                 format!("Invalid value for '{param}': {reason}."),
-            )))
+            ))
         }
     };
     if let (Some(asked), Some(max)) = (request.max_output, config.max_output_tokens) {
         if asked.tokens > max {
-            return Ok(BodyDecision::Reject(Rejection::new(
+            return BodyDecision::Reject(Rejection::new(
                 ErrorCode::InvalidValue,
                 Some(asked.field),
                 format!(
                     "{} is too large: {}. This gateway supports at most {max} output tokens, whereas you provided {}.",
                     asked.field, asked.tokens, asked.tokens
                 ),
-            )));
+            ));
         }
     }
 
     let policy = config.policy_for(request.model);
-    let tokenizer = Tokenizer::shared(policy.encoding)?;
+    let tokenizer = Tokenizer::of(policy.encoding);
     let count = count_prompt(&request, tokenizer, policy.max_prompt_tokens, config.image_tokens);
     if count.over_limit {
         let what = request.api.prompt_param();
         let at_least = if count.stopped_early { "at least " } else { "" };
-        return Ok(BodyDecision::Reject(Rejection::new(
+        return BodyDecision::Reject(Rejection::new(
             ErrorCode::ContextLengthExceeded,
             Some(what),
             format!(
                 "This model's maximum context length is {} tokens. However, your {what} resulted in {at_least}{} tokens. Please reduce the length of the {what}.",
                 policy.max_prompt_tokens, count.tokens
             ),
-        )));
+        ));
     }
-    Ok(BodyDecision::Allow(Admission {
+    BodyDecision::Allow(Admission {
         api: request.api,
         prompt_tokens: count.tokens,
         exactness: count.exactness,
@@ -187,7 +187,7 @@ pub fn decide_body(
         max_output: request.max_output,
         stream: request.stream,
         include_usage: request.include_usage,
-    }))
+    })
 }
 
 /// Output tokens to reserve and route for: what the request asked for, else the quota's default.
@@ -282,7 +282,7 @@ mod tests {
     }
 
     fn body(config: &Config, body: &str) -> BodyDecision {
-        decide_body(config, Some("application/json"), Some("/v1/chat/completions"), body.as_bytes()).unwrap()
+        decide_body(config, Some("application/json"), Some("/v1/chat/completions"), body.as_bytes())
     }
 
     fn rejected(d: BodyDecision) -> Rejection {
@@ -373,17 +373,17 @@ mod tests {
         let r = rejected(body(&c, r#"{"messages": ["#));
         assert_eq!((r.code, r.status()), (ErrorCode::InvalidJson, 400));
         // Looks like JSON without saying so: still parsed, still refused.
-        let r = rejected(decide_body(&c, None, None, b"{oops").unwrap());
+        let r = rejected(decide_body(&c, None, None, b"{oops"));
         assert_eq!(r.code, ErrorCode::InvalidJson);
         // Plain text and JSON of no known shape pass.
-        assert_eq!(decide_body(&c, Some("text/plain"), None, b"hello").unwrap(), BodyDecision::PassThrough);
+        assert_eq!(decide_body(&c, Some("text/plain"), None, b"hello"), BodyDecision::PassThrough);
         assert_eq!(body(&c, r#"{"purpose": "batch"}"#), BodyDecision::PassThrough);
         assert_eq!(body(&c, "   "), BodyDecision::PassThrough);
         // Hostile nesting is an error, not a stack overflow.
         let deep = "[".repeat(100_000);
         assert_eq!(rejected(body(&c, &deep)).code, ErrorCode::InvalidJson);
         // Invalid UTF-8 inside a string.
-        let r = rejected(decide_body(&c, None, None, b"{\"prompt\": \"\xff\"}").unwrap());
+        let r = rejected(decide_body(&c, None, None, b"{\"prompt\": \"\xff\"}"));
         assert_eq!(r.code, ErrorCode::InvalidJson);
     }
 

@@ -303,20 +303,16 @@ impl Stream {
         let decision = decide_body(&shared.config, self.content_type.as_deref(), self.path.as_deref(), &body);
         let elapsed_us = now_ns().saturating_sub(started) / 1000;
         match decision {
-            Ok(BodyDecision::Allow(admission)) => {
+            BodyDecision::Allow(admission) => {
                 shared.metrics.record(shared.metrics.tokenize_us, elapsed_us);
                 self.admit(shared, &admission, &body)
             }
-            Ok(BodyDecision::PassThrough) => self.pass_through(shared),
-            Ok(BodyDecision::Reject(rejection)) => {
+            BodyDecision::PassThrough => self.pass_through(shared),
+            BodyDecision::Reject(rejection) => {
                 if rejection.code == ErrorCode::ContextLengthExceeded {
                     shared.metrics.record(shared.metrics.tokenize_us, elapsed_us);
                 }
                 self.reject(shared, &rejection)
-            }
-            Err(e) => {
-                self.log(LogLevel::Error, &format!("{e}; passing the request on uncounted"));
-                self.pass_through(shared)
             }
         }
     }
@@ -352,7 +348,7 @@ impl Stream {
     }
 
     fn tokenizer(&self) -> Option<&'static Tokenizer> {
-        self.reservation.as_ref().and_then(|r| Tokenizer::shared(r.encoding).ok())
+        self.reservation.as_ref().map(|r| Tokenizer::of(r.encoding))
     }
 
     /// The response body ended (or the stream did): settle with what the tap saw.

@@ -1,5 +1,5 @@
-//! The only code that touches proxy-wasm: the root context (config, metrics, tokenizer warm-up
-//! once per VM) and the HTTP context that carries out the gate's decisions.
+//! The only code that touches proxy-wasm: the root context (config and metrics, once per VM) and
+//! the HTTP context that carries out the gate's decisions.
 
 mod http;
 mod metrics;
@@ -12,7 +12,6 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::Config;
-use crate::tokenize::Tokenizer;
 use http::Stream;
 use metrics::Metrics;
 
@@ -38,8 +37,6 @@ impl Root {
             .map_err(|s| format!("cannot read the plugin configuration: {s:?}"))?
             .unwrap_or_default();
         let config = Config::from_json(&bytes).map_err(|e| e.to_string())?;
-        // Build the default encoding now, not on the first request; others are built on first use.
-        Tokenizer::shared(config.default_encoding).map_err(|e| e.to_string())?;
         let metrics = Metrics::define().map_err(|s| format!("cannot define metrics: {s:?}"))?;
         Ok(Shared { config, metrics })
     }

@@ -400,7 +400,7 @@ mod tests {
             Some(m) if m.starts_with("gpt-") || m.starts_with("text-") => Encoding::Cl100kBase,
             _ => Encoding::O200kBase,
         };
-        count_prompt(&req, Tokenizer::shared(enc).unwrap(), limit, 765)
+        count_prompt(&req, Tokenizer::of(enc), limit, 765)
     }
 
     fn count(body: Value) -> PromptCount {
@@ -408,7 +408,7 @@ mod tests {
     }
 
     fn tokens(enc: Encoding, text: &str) -> u64 {
-        Tokenizer::shared(enc).unwrap().count(text)
+        Tokenizer::of(enc).count(text)
     }
 
     #[test]

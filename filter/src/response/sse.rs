@@ -220,7 +220,7 @@ mod tests {
     );
 
     fn tok() -> Option<&'static Tokenizer> {
-        Some(Tokenizer::shared(Encoding::O200kBase).unwrap())
+        Some(Tokenizer::of(Encoding::O200kBase))
     }
 
     /// Feeds `stream` in pieces of `size` bytes; returns what the client receives.

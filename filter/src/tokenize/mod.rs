@@ -50,21 +50,6 @@ impl fmt::Display for Encoding {
     }
 }
 
-/// The encoding's tables could not be built (corrupt embedded data; never expected).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenizerError {
-    pub encoding: Encoding,
-    pub reason: String,
-}
-
-impl fmt::Display for TokenizerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot build the {} tokenizer: {}", self.encoding, self.reason)
-    }
-}
-
-impl std::error::Error for TokenizerError {}
-
 /// Result of counting against a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
@@ -120,18 +105,13 @@ static O200K: Tokenizer =
     Tokenizer { encoding: Encoding::O200kBase, next_piece: pretokenize::next_o200k };
 
 impl Tokenizer {
-    /// The tokenizer for `encoding`. Its tables are static data: this costs nothing and cannot
-    /// fail today; the `Result` keeps room for encodings whose data may be missing.
-    pub fn new(encoding: Encoding) -> Result<&'static Tokenizer, TokenizerError> {
-        Ok(match encoding {
+    /// The tokenizer for `encoding`, shared by the whole process (on wasm: the VM). Its tables
+    /// are static data, so this costs nothing and cannot fail.
+    pub fn of(encoding: Encoding) -> &'static Tokenizer {
+        match encoding {
             Encoding::Cl100kBase => &CL100K,
             Encoding::O200kBase => &O200K,
-        })
-    }
-
-    /// The process-wide (on wasm: VM-wide) tokenizer for `encoding`.
-    pub fn shared(encoding: Encoding) -> Result<&'static Tokenizer, TokenizerError> {
-        Tokenizer::new(encoding)
+        }
     }
 
     pub fn encoding(&self) -> Encoding {

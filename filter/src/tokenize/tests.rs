@@ -33,7 +33,7 @@ pub(crate) fn oracle(enc: Encoding) -> &'static Oracle {
 }
 
 fn tok(enc: Encoding) -> &'static Tokenizer {
-    Tokenizer::shared(enc).unwrap()
+    Tokenizer::of(enc)
 }
 
 /// Compares pieces and count of `text` with the oracle; returns a description of the first
