@@ -37,7 +37,7 @@ measure() {
 }
 
 human() {
-    awk -v n="$1" 'BEGIN { if (n >= 1e6) printf "%.2f M", n / 1e6; else printf "%.1f K", n / 1e3 }'
+    awk -v n="$1" 'BEGIN { if (n >= 1e6) printf "%.3f M", n / 1e6; else printf "%.1f K", n / 1e3 }'
 }
 
 echo "| input | cl100k_base | o200k_base | tokens |"

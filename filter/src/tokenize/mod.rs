@@ -87,7 +87,7 @@ fn count_with(
         // The common pieces (ASCII words, punctuation, digits) are decided from a load or two;
         // the full scanner decides the rest.
         // One load of the piece's first 8 bytes for both steps.
-        let w = vocab::load8(t, i);
+        let w = layout::load8(t, i);
         let e = pretokenize::ascii_piece(t, i, w, cl100k).unwrap_or_else(|| next_piece(t, i));
         let (n, finished) = bpe::count_piece(vocab, &mut scratch, t, i, e, w, limit.saturating_sub(total));
         total += n;
@@ -138,8 +138,7 @@ impl Tokenizer {
     /// huge text costs about `limit` tokens of work, not its length.
     pub fn count_until(&self, text: &str, limit: u64) -> Count {
         // One loop per encoding, so the pre-tokenizer is inlined into it, and the vocabulary
-        // named as its static, so its fields fold into the code (prose: −3 % / −1.5 %
-        // instructions in wasmtime, cl100k / o200k).
+        // named as its static, so its fields fold into the code as constants.
         match self.encoding {
             Encoding::Cl100kBase => count_with(&vocab::CL100K, text.as_bytes(), limit, true, pretokenize::next_cl100k),
             Encoding::O200kBase => count_with(&vocab::O200K, text.as_bytes(), limit, false, pretokenize::next_o200k),
@@ -157,7 +156,7 @@ impl Tokenizer {
                 return None;
             }
             // The same two steps as counting: the ASCII fast path, else the full scanner.
-            let e = pretokenize::ascii_piece(t, i, vocab::load8(t, i), cl100k).unwrap_or_else(|| next(t, i));
+            let e = pretokenize::ascii_piece(t, i, layout::load8(t, i), cl100k).unwrap_or_else(|| next(t, i));
             let piece = text.get(i..e);
             i = e;
             piece

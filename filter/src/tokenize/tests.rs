@@ -423,7 +423,7 @@ fn run_together_scripts_match_the_oracle() {
     assert!(mismatches.is_empty(), "{} mismatches, first: {}", mismatches.len(), mismatches[0]);
 }
 
-/// The memo of merged pieces (`bpe::Memo`) against counting each piece on its own: texts of
+/// The memo of merged pieces (`bpe::memo`) against counting each piece on its own: texts of
 /// pieces drawn again and again from a small pool, among them pieces that differ only past
 /// their 8th byte or only by trailing NUL bytes (equal when zero-padded), and pieces longer
 /// than the memo takes. Fails when the memo's key drops the length or the second word.
@@ -455,7 +455,7 @@ fn memo_of_merged_pieces_matches_fresh_counts() {
     }
 }
 
-/// The memo of span answers (`vocab::SPAN_MEMO`, shared by both encodings and every count)
+/// The memo of span answers (`vocab::spans`, shared by both encodings and every count)
 /// answers as the filter does: each window asked of both encodings in turn, twice (the second
 /// time from the memo), over the corpus's characters and random bytes. Fails when the memo's
 /// key drops the encoding or a byte of the window.
