@@ -5,9 +5,9 @@
 //! boundaries, the cheaper first: a bit per byte pair (`Vocab::inside`: does any token hold
 //! these two bytes next to each other), then, inside spans that are no token, the windows of up
 //! to 2 bytes on each side (`Vocab::spans`). Fewer cuts are always exact; each cut only saves
-//! merge work. A stretch of more than [`WINDOW`] bytes without a cut goes to the windowed merge
-//! as it is reached, so a count that passes its budget stops there instead of scanning to the
-//! end first.
+//! merge work. A stretch of more than [`WINDOW`] bytes without a cut is handed on as soon as it
+//! is reached (from the pair test to the span test, from the span test to the windowed merge),
+//! so a count that passes its budget stops there instead of scanning to the end first.
 
 use super::super::layout::{load8, mask_of};
 use super::super::unicode::is_continuation;

@@ -13,9 +13,9 @@
 //! - `window`: long spans merged in overlapping windows, in linear time and bounded memory, and
 //!   the whole-span fallback.
 //!
-//! Below [`count_piece`], every count follows one convention: the exact count, or, once it has
-//! passed the `budget` it was given, a number over `budget` that is a lower bound of the exact
-//! count (counting stopped early).
+//! Inside the stages (below `merge_piece`), every count follows one convention: the exact
+//! count, or, once it has passed the `budget` it was given, a number over `budget` that is a
+//! lower bound of the exact count (counting stopped early).
 
 mod blocks;
 mod cut;

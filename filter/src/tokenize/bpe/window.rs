@@ -18,8 +18,8 @@ use super::WINDOW;
 /// How far before a window's end the next one starts, at least.
 const OVERLAP: usize = 48;
 
-/// The count of `t[s..e]`, a span no cut divides, window by window (see the module doc of
-/// `bpe` for the convention on `budget`).
+/// The count of `t[s..e]`, a span no cut divides, window by window (the convention on `budget`
+/// is in the module doc of `bpe`).
 pub(super) fn count(v: &Vocab, m: &mut Merger, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
     // `cur`: token starts of the current window's encoding from the last join point, then its end.
     let mut cur: Vec<usize> = Vec::with_capacity(WINDOW + 1);
