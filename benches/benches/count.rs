@@ -9,7 +9,7 @@ use tokengate::tokenize::{Encoding, Tokenizer};
 fn count(c: &mut Criterion) {
     let inputs = tokengate_benches::inputs();
     for enc in [Encoding::Cl100kBase, Encoding::O200kBase] {
-        let ours = Tokenizer::shared(enc).unwrap_or_else(|e| panic!("{e}"));
+        let ours = Tokenizer::of(enc);
         let (tk, bpe) = match enc {
             Encoding::O200kBase => (tiktoken_rs::o200k_base(), bpe_openai::o200k_base()),
             _ => (tiktoken_rs::cl100k_base(), bpe_openai::cl100k_base()),

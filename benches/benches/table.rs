@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     println!("| input | encoding | bytes | tokens | tokengate native | tokengate wasm | tiktoken-rs | bpe-openai |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for (enc_id, enc) in [(0u32, Encoding::Cl100kBase), (1, Encoding::O200kBase)] {
-        let ours = Tokenizer::shared(enc).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ours = Tokenizer::of(enc);
         let (tk, bpe) = match enc {
             Encoding::O200kBase => (tiktoken_rs::o200k_base()?, bpe_openai::o200k_base()),
             _ => (tiktoken_rs::cl100k_base()?, bpe_openai::cl100k_base()),
@@ -86,7 +86,7 @@ fn main() -> anyhow::Result<()> {
     let letters = &tokengate_benches::adversarial(1 << 20)[0].1;
     for (name, text) in [("prose 1 MB", &prose), ("random letters 1 MB", letters)] {
         for (enc_id, enc) in [(0u32, Encoding::Cl100kBase), (1, Encoding::O200kBase)] {
-            let ours = Tokenizer::shared(enc).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ours = Tokenizer::of(enc);
             let (t, _) = time(budget, || match ours.count_until(text, 8000) {
                 Count::Within(n) => n,
                 Count::Over { counted, .. } => counted,

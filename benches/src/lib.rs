@@ -1,25 +1,6 @@
 //! Shared inputs for the benchmarks: English prose (4 KB, 64 KB, 1 MB), CJK, code, a 1 MB mixed
-//! document and the adversarial set of issue 4 (1 MB each), all generated deterministically.
-
-/// A seeded xorshift generator: the same inputs on every run.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+//! document and the adversarial set of issue 4 (1 MB each), all generated deterministically
+//! (seeded `fastrand`).
 
 const SENTENCES: &[&str] = &[
     "The committee met on Tuesday to review the proposal for the new library, which had been delayed twice by budget disputes.",
@@ -47,15 +28,15 @@ const SENTENCES: &[&str] = &[
 /// English prose of at least `len` bytes (sentences in a seeded random order, paragraphs of 3 to 7
 /// sentences), cut at a character boundary.
 pub fn prose(len: usize) -> String {
-    let mut rng = Rng::new(1);
+    let mut rng = fastrand::Rng::with_seed(1);
     let mut s = String::with_capacity(len + 200);
     while s.len() < len {
-        let n = 3 + rng.below(5);
+        let n = 3 + rng.usize(..5);
         for k in 0..n {
             if k > 0 {
                 s.push(' ');
             }
-            s.push_str(SENTENCES[rng.below(SENTENCES.len())]);
+            s.push_str(SENTENCES[rng.usize(..SENTENCES.len())]);
         }
         s.push_str("\n\n");
     }
@@ -105,13 +86,13 @@ pub fn code(len: usize) -> String {
 
 /// A mixed document: prose, code, CJK, numbers and some Cyrillic and emoji, in blocks.
 pub fn mixed(len: usize) -> String {
-    let mut rng = Rng::new(3);
+    let mut rng = fastrand::Rng::with_seed(3);
     let mut s = String::with_capacity(len + 4096);
     while s.len() < len {
-        match rng.below(6) {
-            0 | 1 | 2 => s.push_str(&prose(600 + rng.below(600))),
-            3 => s.push_str(&code(400 + rng.below(400))),
-            4 => s.push_str(&cjk(300 + rng.below(300))),
+        match rng.usize(..6) {
+            0 | 1 | 2 => s.push_str(&prose(600 + rng.usize(..600))),
+            3 => s.push_str(&code(400 + rng.usize(..400))),
+            4 => s.push_str(&cjk(300 + rng.usize(..300))),
             _ => s.push_str("Итоги квартала: выручка 1 234 567 ₽ (+12,5%) 📈 — подробности в таблице ниже.\n| Q1 | 2024-03-31 | 98.6% |\n"),
         }
         s.push('\n');
@@ -119,24 +100,39 @@ pub fn mixed(len: usize) -> String {
     truncate(s, len)
 }
 
+/// Random lowercase ASCII letters: one long piece that is no token, the merge's worst case.
+pub fn random_letters(len: usize) -> String {
+    let mut rng = fastrand::Rng::with_seed(99);
+    (0..len).map(|_| rng.lowercase()).collect()
+}
+
+/// Random decimal digits.
+pub fn random_digits(len: usize) -> String {
+    let mut rng = fastrand::Rng::with_seed(98);
+    (0..len).map(|_| rng.digit(10)).collect()
+}
+
+/// Letters of ten scripts in random order, without spaces: a split point every few bytes.
+pub fn mixed_scripts(len: usize) -> String {
+    let mut rng = fastrand::Rng::with_seed(97);
+    let scripts = ['a', 'Ж', 'ω', '日', 'ا', 'क', 'Z', 'é', 'ñ', '한'];
+    let mut s = String::with_capacity(len + 4);
+    while s.len() < len {
+        s.push(scripts[rng.usize(..scripts.len())]);
+    }
+    s
+}
+
 /// The adversarial inputs of issue 4, about `len` bytes each, with their names.
 pub fn adversarial(len: usize) -> Vec<(&'static str, String)> {
-    let mut rng = Rng::new(99);
-    let letters: String = (0..len).map(|_| (b'a' + rng.below(26) as u8) as char).collect();
-    let digits: String = (0..len).map(|_| (b'0' + rng.below(10) as u8) as char).collect();
-    let scripts = ['a', 'Ж', 'ω', '日', 'ا', 'क', 'Z', 'é', 'ñ', '한'];
-    let mut mixed = String::with_capacity(len + 4);
-    while mixed.len() < len {
-        mixed.push(scripts[rng.below(scripts.len())]);
-    }
     vec![
-        ("random letters", letters),
+        ("random letters", random_letters(len)),
         ("one repeated char", "a".repeat(len)),
-        ("digits", digits),
+        ("digits", random_digits(len)),
         ("spaces", " ".repeat(len)),
         ("whitespace mix", " \n\t".repeat(len / 3)),
         ("4-byte emoji", "😀".repeat(len / 4)),
-        ("mixed scripts", mixed),
+        ("mixed scripts", mixed_scripts(len)),
     ]
 }
 

@@ -1,7 +1,7 @@
 //! The engine inside wasm: loads `tokengate_count.wasm` (benches/wasm-count, the same tokenizer
 //! code and tables as tokengate.wasm, exporting a count function) into wasmtime.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 use wasmtime::{Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
@@ -26,9 +26,13 @@ pub struct WasmCounter {
 
 impl WasmCounter {
     pub fn load() -> Result<WasmCounter> {
-        let path = count_wasm_path();
+        WasmCounter::load_from(&count_wasm_path())
+    }
+
+    /// Loads another build of the counting module (an older commit's, to compare).
+    pub fn load_from(path: &Path) -> Result<WasmCounter> {
         let engine = Engine::default();
-        let module = Module::from_file(&engine, &path)
+        let module = Module::from_file(&engine, path)
             .map_err(|e| anyhow!("{}: {e}; build it with `{BUILD_COUNT_WASM}`", path.display()))?;
         let mut linker = Linker::new(&engine);
         linker.define_unknown_imports_as_traps(&module)?;

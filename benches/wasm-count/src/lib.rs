@@ -5,9 +5,8 @@
 
 use tokengate::tokenize::{Count, Encoding, Tokenizer};
 
-fn tokenizer(encoding: u32) -> Option<&'static Tokenizer> {
-    let enc = if encoding == 0 { Encoding::Cl100kBase } else { Encoding::O200kBase };
-    Tokenizer::shared(enc).ok()
+fn tokenizer(encoding: u32) -> &'static Tokenizer {
+    Tokenizer::of(if encoding == 0 { Encoding::Cl100kBase } else { Encoding::O200kBase })
 }
 
 fn text<'a>(ptr: *const u8, len: usize) -> &'a str {
@@ -26,14 +25,14 @@ pub extern "C" fn tg_alloc(len: usize) -> *mut u8 {
 
 #[no_mangle]
 pub extern "C" fn tg_count(encoding: u32, ptr: *const u8, len: usize) -> u64 {
-    tokenizer(encoding).map_or(0, |t| t.count(text(ptr, len)))
+    tokenizer(encoding).count(text(ptr, len))
 }
 
 #[no_mangle]
 pub extern "C" fn tg_count_until(encoding: u32, ptr: *const u8, len: usize, limit: u64) -> u64 {
-    match tokenizer(encoding).map(|t| t.count_until(text(ptr, len), limit)) {
-        Some(Count::Within(n)) => n,
-        _ => u64::MAX,
+    match tokenizer(encoding).count_until(text(ptr, len), limit) {
+        Count::Within(n) => n,
+        Count::Over { .. } => u64::MAX,
     }
 }
 

@@ -82,6 +82,26 @@ pub const C_MARK: u8 = 7;
 /// Code points per block of the Unicode table.
 pub const UNICODE_BLOCK_BITS: u32 = 7;
 
+/// The mask of the low `len` bytes of a word, for `1 <= len <= 8` (one shift, no branch).
+#[inline(always)]
+pub fn mask_of(len: usize) -> u64 {
+    u64::MAX.wrapping_shr(64u32.wrapping_sub(8 * len as u32))
+}
+
+/// The 8 bytes at `t[i..]` as a little-endian word, zero-padded past the end of `t`.
+#[inline(always)]
+pub fn load8(t: &[u8], i: usize) -> u64 {
+    match t.get(i..i + 8) {
+        Some(w) => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            u64::from_le_bytes(a)
+        }
+        None => read_u64_le(t.get(i..).unwrap_or(&[])),
+    }
+}
+
+/// The first (up to) 8 bytes of `b` as a little-endian word, zero-padded.
 #[inline(always)]
 pub fn read_u64_le(b: &[u8]) -> u64 {
     let mut w = [0u8; 8];

@@ -50,21 +50,6 @@ impl fmt::Display for Encoding {
     }
 }
 
-/// The encoding's tables could not be built (corrupt embedded data; never expected).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenizerError {
-    pub encoding: Encoding,
-    pub reason: String,
-}
-
-impl fmt::Display for TokenizerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot build the {} tokenizer: {}", self.encoding, self.reason)
-    }
-}
-
-impl std::error::Error for TokenizerError {}
-
 /// Result of counting against a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
@@ -102,7 +87,7 @@ fn count_with(
         // The common pieces (ASCII words, punctuation, digits) are decided from a load or two;
         // the full scanner decides the rest.
         // One load of the piece's first 8 bytes for both steps.
-        let w = vocab::load8(t, i);
+        let w = layout::load8(t, i);
         let e = pretokenize::ascii_piece(t, i, w, cl100k).unwrap_or_else(|| next_piece(t, i));
         let (n, finished) = bpe::count_piece(vocab, &mut scratch, t, i, e, w, limit.saturating_sub(total));
         total += n;
@@ -120,26 +105,13 @@ static O200K: Tokenizer =
     Tokenizer { encoding: Encoding::O200kBase, next_piece: pretokenize::next_o200k };
 
 impl Tokenizer {
-    /// The tokenizer for `encoding`. Its tables are static data: this costs nothing and cannot
-    /// fail today; the `Result` keeps room for encodings whose data may be missing.
-    pub fn new(encoding: Encoding) -> Result<&'static Tokenizer, TokenizerError> {
-        Ok(match encoding {
-            Encoding::Cl100kBase => &CL100K,
-            Encoding::O200kBase => &O200K,
-        })
-    }
-
-    /// The tokenizer for `encoding`: static data, nothing to build or fail.
+    /// The tokenizer for `encoding`, shared by the whole process (on wasm: the VM). Its tables
+    /// are static data, so this costs nothing and cannot fail.
     pub fn of(encoding: Encoding) -> &'static Tokenizer {
         match encoding {
             Encoding::Cl100kBase => &CL100K,
             Encoding::O200kBase => &O200K,
         }
-    }
-
-    /// The process-wide (on wasm: VM-wide) tokenizer for `encoding`.
-    pub fn shared(encoding: Encoding) -> Result<&'static Tokenizer, TokenizerError> {
-        Tokenizer::new(encoding)
     }
 
     pub fn encoding(&self) -> Encoding {
@@ -166,8 +138,7 @@ impl Tokenizer {
     /// huge text costs about `limit` tokens of work, not its length.
     pub fn count_until(&self, text: &str, limit: u64) -> Count {
         // One loop per encoding, so the pre-tokenizer is inlined into it, and the vocabulary
-        // named as its static, so its fields fold into the code (prose: −3 % / −1.5 %
-        // instructions in wasmtime, cl100k / o200k).
+        // named as its static, so its fields fold into the code as constants.
         match self.encoding {
             Encoding::Cl100kBase => count_with(&vocab::CL100K, text.as_bytes(), limit, true, pretokenize::next_cl100k),
             Encoding::O200kBase => count_with(&vocab::O200K, text.as_bytes(), limit, false, pretokenize::next_o200k),
@@ -185,7 +156,7 @@ impl Tokenizer {
                 return None;
             }
             // The same two steps as counting: the ASCII fast path, else the full scanner.
-            let e = pretokenize::ascii_piece(t, i, vocab::load8(t, i), cl100k).unwrap_or_else(|| next(t, i));
+            let e = pretokenize::ascii_piece(t, i, layout::load8(t, i), cl100k).unwrap_or_else(|| next(t, i));
             let piece = text.get(i..e);
             i = e;
             piece

@@ -20,7 +20,7 @@
 
 use super::layout::{C_CRLF, C_LOWER, C_NUMBER};
 use super::unicode::{char_at, char_at_wide, in_set, last_char_start, BOTH, LETTERS, LOWERISH, NUMBERS, PREFIX, SPACES, SYMBOLS, UPPERISH};
-use super::vocab::load8;
+use super::layout::load8;
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -70,7 +70,7 @@ fn ascii_symbols(w: u64) -> u64 {
 /// Bit `b % 64` of word `b / 64` set for the ASCII bytes that may stand before letters as the
 /// pattern's optional prefix character (`[^\r\n\p{L}\p{N}]`) in the fast path: printable
 /// symbols except `'`, space and tab. (Two `u64`s, not a `u128`: wasm has no 128-bit shift, and
-/// the `__ashlti3` call it compiles to took 5 % of the count in V8.)
+/// the `__ashlti3` call it compiles to would be on the path of every piece.)
 const PREFIX_BYTES: [u64; 2] = {
     let mut m = [0u64; 2];
     let mut b = 0u8;

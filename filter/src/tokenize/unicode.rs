@@ -67,8 +67,7 @@ pub fn char_at(t: &[u8], i: usize) -> (u8, usize) {
 }
 
 /// [`char_at`] with 2- and 3-byte characters decoded in line, for the letter runs of CJK,
-/// Cyrillic and other scripts (1 MB of mixed scripts: −5 % / −4 % instructions in wasmtime,
-/// cl100k / o200k); 4-byte ones out of line.
+/// Cyrillic and other scripts, where they are most characters; 4-byte ones out of line.
 #[inline(always)]
 pub fn char_at_wide(t: &[u8], i: usize) -> (u8, usize) {
     let b0 = t[i];
