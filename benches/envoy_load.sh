@@ -4,7 +4,8 @@
 # Per configuration: time to /ready and Envoy's CPU time until then, req/s and latency (wrk, 1
 # worker), Envoy's CPU time per request during the wrk run (user + system; steadier than req/s on
 # a shared machine, where wrk and the backend compete for the same cores), tokengate's tokenize_us
-# p50, and RSS per additional worker (concurrency 1 vs 5, idle after start). The backend is a second
+# p50, RSS at one worker (idle after start, and after the load), and RSS per additional worker
+# (concurrency 1 vs 5, idle after start). The backend is a second
 # Envoy answering with a direct response, so it is never the bottleneck.
 #
 # Usage: benches/envoy_load.sh [--duration 10s] [--connections 16] [--no-build] [--also NAME=WASM ...]
@@ -150,8 +151,8 @@ done
 # Every number here is wall or CPU time on a shared 2-core machine: say how busy it was.
 read -r load1 _ < /proc/loadavg
 echo "load average at start: $load1 (above ~0.5, expect slower and noisier numbers; compare rows of one run)"
-echo "| configuration | ready (s) | CPU to ready (s) | req/s | latency p50 | Envoy CPU per request (µs) | tokenize p50 (µs) | RSS 1 worker (MB) | extra RSS per worker (MB) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| configuration | ready (s) | CPU to ready (s) | req/s | latency p50 | Envoy CPU per request (µs) | tokenize p50 (µs) | RSS 1 worker (MB) | RSS after load (MB) | extra RSS per worker (MB) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2046
   start_envoy "$name" 5 $(args_for "$name")
@@ -171,6 +172,7 @@ for name in "${NAMES[@]}"; do
   wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$RUN/post.lua" "http://127.0.0.1:$PORT/v1/chat/completions" \
     >"$RUN/$name.wrk" 2>&1
   cpu1=$(cpu_ticks "$ENVOY_PID")
+  rss_loaded=$(rss_kb "$ENVOY_PID")
   reqs=$(awk '/requests in/ {print $1}' "$RUN/$name.wrk")
   cpu_us=nan
   [ "${reqs:-0}" -gt 0 ] 2>/dev/null && cpu_us=$(echo "($cpu1 - $cpu0) * 1000000 / $TICKS / $reqs" | bc -l)
@@ -184,7 +186,7 @@ for name in "${NAMES[@]}"; do
     case "$tok" in ''|nan) ;; *) tok=$(printf '%.0f' "$tok") ;; esac
   fi
   stop_envoy
-  printf '| %s | %.2f | %.2f | %s | %s | %s | %s | %.0f | %.1f |\n' "$name" "$ready" "$ready_cpu" "$rps" "$p50" \
+  printf '| %s | %.2f | %.2f | %s | %s | %s | %s | %.0f | %.0f | %.1f |\n' "$name" "$ready" "$ready_cpu" "$rps" "$p50" \
     "$(printf '%.0f' "$cpu_us" 2>/dev/null || echo "$cpu_us")" "${tok:-?}" \
-    "$(echo "$rss1/1024" | bc -l)" "$(echo "($rss5-$rss1)/4/1024" | bc -l)"
+    "$(echo "$rss1/1024" | bc -l)" "$(echo "$rss_loaded/1024" | bc -l)" "$(echo "($rss5-$rss1)/4/1024" | bc -l)"
 done
