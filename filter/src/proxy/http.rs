@@ -73,7 +73,8 @@ impl HostSide {
     }
 
     /// Carries `plan` out: bodies, headers, route cache, stats, filter state, logs, then the
-    /// reply. `response_headers` is the response map if this callback read it.
+    /// reply (whose plan pauses the stream). `response_headers` is the response map if this
+    /// callback read it.
     fn apply(&mut self, shared: &Shared, plan: Plan, mut response_headers: Option<HeaderMap>) -> HostAction {
         if let Some(body) = &plan.request_body {
             if let Err(s) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, self.request_body_size, body) {
@@ -112,7 +113,6 @@ impl HostSide {
             if let Err(s) = hostcalls::send_http_response(u32::from(reply.status), headers, Some(reply.body.as_bytes())) {
                 self.log(HostLevel::Error, &format!("cannot send the {} reply: {s:?}", reply.status));
             }
-            return HostAction::Pause;
         }
         match plan.action {
             Action::Continue => HostAction::Continue,
