@@ -1,12 +1,11 @@
 //! The configuration as the operator wrote it: JSON read field by field into plain structs.
 //!
-//! Read by hand over a `serde_json::Value` rather than with serde's derive. The derived readers,
-//! with `serde_path_to_error` to name the field in type errors, were 64 KB of the module's 390 KB
-//! of code, and Envoy's V8 compiles every function with its optimizing compiler before the
-//! filter is ready (about 1.9 ms of start-up per KB; benches/README.md, "Ready time"). The
-//! `Value` reader is linked anyway for request bodies. Same rules as before: an unknown field is
-//! an error (a typo is never a silent default), every error names the field's path, and `null`
-//! is the same as leaving a field out, except for quota limits, where `null` removes the limit.
+//! Read by hand over a `serde_json::Value` rather than with serde's derive: the derived readers
+//! (with `serde_path_to_error` to name the field in type errors) are a large share of the
+//! module's code, which Envoy's V8 compiles before the filter is ready, while the `Value` reader
+//! is linked anyway for request bodies. The rules: an unknown field is an error (a typo is never
+//! a silent default), every error names the field's path, and `null` is the same as leaving a
+//! field out, except for quota limits, where `null` removes the limit.
 
 use serde_json::{Map, Value};
 
@@ -255,7 +254,7 @@ fn invalid_type(path: &str, expected: &str, got: &Value) -> ConfigError {
 }
 
 /// A short description of a JSON value for an error message. Fractional numbers are not
-/// printed: that would link float formatting (~24 KB of code) for one message.
+/// printed: that would link float formatting, a large piece of code, for one message.
 fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".to_owned(),
