@@ -16,7 +16,7 @@ mod vocab;
 
 use std::fmt;
 
-use vocab::Vocab;
+use vocab::{Tables, Vocab};
 
 /// The tiktoken encodings tokengate counts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,8 +73,8 @@ impl fmt::Debug for Tokenizer {
 }
 
 #[inline(always)]
-fn count_with(
-    vocab: &Vocab,
+fn count_with<T: Tables>(
+    vocab: &Vocab<T>,
     t: &[u8],
     limit: u64,
     cl100k: bool,
@@ -119,7 +119,7 @@ impl Tokenizer {
     }
 
     #[cfg(test)]
-    fn vocab(&self) -> &'static Vocab {
+    fn vocab(&self) -> &'static Vocab<vocab::OpenAi> {
         match self.encoding {
             Encoding::Cl100kBase => &vocab::CL100K,
             Encoding::O200kBase => &vocab::O200K,

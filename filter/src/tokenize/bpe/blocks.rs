@@ -7,7 +7,7 @@
 //! every index is masked, so no access needs a bounds check.
 
 use super::super::layout::O200K_RANK_BITS;
-use super::super::vocab::{Vocab, NONE};
+use super::super::vocab::{Tables, Vocab, NONE};
 use super::WINDOW;
 
 /// Scratch for the merge, indexed by part (a part is named by its first byte's offset in the
@@ -37,7 +37,7 @@ impl Merger {
     /// Merges `t[s..e]`, at most `WINDOW` bytes (a part's position is `POS_BITS` of its key);
     /// returns the token count and, if `starts` is given, writes the token start offsets
     /// (absolute) followed by `e`.
-    pub(super) fn merge(&mut self, v: &Vocab, t: &[u8], s: usize, e: usize, starts: Option<&mut Vec<usize>>) -> usize {
+    pub(super) fn merge<T: Tables>(&mut self, v: &Vocab<T>, t: &[u8], s: usize, e: usize, starts: Option<&mut Vec<usize>>) -> usize {
         debug_assert!(e - s <= WINDOW);
         let n = (e - s).min(WINDOW);
         let a = self.0.get_or_insert_with(|| {

@@ -11,13 +11,13 @@
 
 use super::super::layout::{load8, mask_of};
 use super::super::unicode::is_continuation;
-use super::super::vocab::{Vocab, NONE};
+use super::super::vocab::{Tables, Vocab, NONE};
 use super::{merge_span, Scratch, SMALL, WINDOW};
 
 /// The count of `t[s..e]`, a piece that is no token (see the module doc for the convention on
 /// `budget`).
 #[inline(always)]
-pub(super) fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
+pub(super) fn count_piece<T: Tables>(v: &Vocab<T>, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
     // Short pieces go straight to the span test, whose cuts include nearly all of the byte-pair
     // ones, for less than both.
     if e - s <= SMALL {
@@ -71,7 +71,7 @@ pub(super) fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, 
 
 /// Whether the part `t[s..e]` of a piece is one token.
 #[inline(always)]
-fn is_token(v: &Vocab, t: &[u8], s: usize, e: usize) -> bool {
+fn is_token<T: Tables>(v: &Vocab<T>, t: &[u8], s: usize, e: usize) -> bool {
     e - s == 1 || v.part_rank(t, s, e) != NONE
 }
 
@@ -81,21 +81,21 @@ fn is_token(v: &Vocab, t: &[u8], s: usize, e: usize) -> bool {
 /// more than one byte asks through the memo of span answers (`Vocab::spans_memo`), which its
 /// repeated character pairs hit; ASCII text asks the filter itself, as its windows rarely repeat.
 #[inline(never)]
-fn count_at_spans(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
+fn count_at_spans<T: Tables>(v: &Vocab<T>, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
     let Some(span) = t.get(s..e) else {
         return merge_span(v, scratch, t, s, e, budget);
     };
     if span.is_ascii() {
-        count_at_spans_in::<false>(v, scratch, t, s, e, span, budget)
+        count_at_spans_in::<T, false>(v, scratch, t, s, e, span, budget)
     } else {
-        count_at_spans_in::<true>(v, scratch, t, s, e, span, budget)
+        count_at_spans_in::<T, true>(v, scratch, t, s, e, span, budget)
     }
 }
 
 /// [`count_at_spans`] of `span == t[s..e]`, with or without the memo of span answers.
 #[inline(always)]
-fn count_at_spans_in<const MEMO: bool>(
-    v: &Vocab,
+fn count_at_spans_in<T: Tables, const MEMO: bool>(
+    v: &Vocab<T>,
     scratch: &mut Scratch,
     t: &[u8],
     s: usize,

@@ -28,7 +28,7 @@ mod tests;
 
 use super::layout::MAX_TOKEN_LEN;
 use super::pretokenize::all_ascii_letters;
-use super::vocab::{Vocab, NONE};
+use super::vocab::{Tables, Vocab, NONE};
 use blocks::Merger;
 use memo::Memo;
 
@@ -49,7 +49,7 @@ pub struct Scratch {
 /// once the count passes `budget`; the flag is false when it stopped before the end (the count
 /// is then a lower bound).
 #[inline(always)]
-pub fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, w0: u64, budget: u64) -> (u64, bool) {
+pub fn count_piece<T: Tables>(v: &Vocab<T>, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, w0: u64, budget: u64) -> (u64, bool) {
     if e - s == 1 || v.piece_rank(t, s, e, w0) != NONE {
         return (1, true);
     }
@@ -59,7 +59,7 @@ pub fn count_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usiz
 /// A piece that is no token: its count from the memo of this count's merged pieces, or merged
 /// (and remembered when it was counted to the end).
 #[inline(never)]
-fn merge_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
+fn merge_piece<T: Tables>(v: &Vocab<T>, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> (u64, bool) {
     let key = Memo::key(t, s, e);
     if let Some(n) = key.and_then(|k| scratch.memo.get(k)) {
         return (n, true);
@@ -84,7 +84,7 @@ fn merge_piece(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, b
 /// adversarial "letters without spaces") is decided by one scan of its bytes instead of a merge
 /// of a limit's worth of tokens.
 #[inline(never)]
-fn bound_over(v: &Vocab, piece: &[u8], budget: u64) -> Option<u64> {
+fn bound_over<T: Tables>(v: &Vocab<T>, piece: &[u8], budget: u64) -> Option<u64> {
     let any = piece.len().div_ceil(MAX_TOKEN_LEN) as u64;
     if any > budget {
         return Some(any);
@@ -101,7 +101,7 @@ fn bound_over(v: &Vocab, piece: &[u8], budget: u64) -> Option<u64> {
 }
 
 /// The merge of `t[s..e]`, a span that is no token and that no cut divides, by its length.
-fn merge_span(v: &Vocab, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
+fn merge_span<T: Tables>(v: &Vocab<T>, scratch: &mut Scratch, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
     let n = e - s;
     if n <= 3 {
         // The span is no token (its callers looked it up), so only a 2-byte merge can happen:

@@ -6,7 +6,7 @@
 
 use super::super::layout::{load8, O200K_RANK_BITS};
 use super::super::unicode::is_continuation;
-use super::super::vocab::{Vocab, NONE};
+use super::super::vocab::{Tables, Vocab, NONE};
 use super::SMALL;
 
 /// tiktoken's `_byte_pair_merge` of `t[s..e]` (at most `SMALL` bytes): the number of tokens.
@@ -15,7 +15,7 @@ use super::SMALL;
 /// part and for parts already merged away. Nothing is shifted on a merge: an array shift is a
 /// `memmove` call per merge natively and a bulk-memory call in wasm, both out of the generated
 /// code.
-pub(super) fn merge(v: &Vocab, t: &[u8], s: usize, e: usize) -> u64 {
+pub(super) fn merge<T: Tables>(v: &Vocab<T>, t: &[u8], s: usize, e: usize) -> u64 {
     let n = e - s;
     let mut next = [0u8; SMALL];
     let mut prev = [0u8; SMALL];
@@ -101,7 +101,7 @@ fn small_key(rank: u32, k: usize) -> u32 {
 ///
 /// So the byte-level merge makes the same merges, in the same order, as the merge started with
 /// c whole, apart from c's own. `seg` is merged alone, so its ends have no neighbours.
-pub(super) fn seed_solid(v: &Vocab, seg: &[u8], next: &mut [u8; SMALL], prev: &mut [u8; SMALL]) -> usize {
+pub(super) fn seed_solid<T: Tables>(v: &Vocab<T>, seg: &[u8], next: &mut [u8; SMALL], prev: &mut [u8; SMALL]) -> usize {
     let n = seg.len().min(SMALL);
     let mut removed = 0;
     let mut k = 0;

@@ -13,7 +13,7 @@ use crate::tokenize::unicode::is_continuation;
 use crate::tokenize::vocab::{CL100K, O200K};
 
 /// How many parts `seed_solid` removes from `text` (at most `SMALL` bytes).
-fn seeds(v: &Vocab, text: &[u8]) -> usize {
+fn seeds<T: Tables>(v: &Vocab<T>, text: &[u8]) -> usize {
     let (mut next, mut prev) = ([0u8; SMALL], [0u8; SMALL]);
     for (k, x) in next.iter_mut().enumerate() {
         *x = (k + 1) as u8;

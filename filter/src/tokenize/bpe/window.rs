@@ -11,7 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::super::vocab::{Vocab, NONE};
+use super::super::vocab::{Tables, Vocab, NONE};
 use super::blocks::Merger;
 use super::WINDOW;
 
@@ -20,7 +20,7 @@ const OVERLAP: usize = 48;
 
 /// The count of `t[s..e]`, a span no cut divides, window by window (the convention on `budget`
 /// is in the module doc of `bpe`).
-pub(super) fn count(v: &Vocab, m: &mut Merger, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
+pub(super) fn count<T: Tables>(v: &Vocab<T>, m: &mut Merger, t: &[u8], s: usize, e: usize, budget: u64) -> u64 {
     // `cur`: token starts of the current window's encoding from the last join point, then its end.
     let mut cur: Vec<usize> = Vec::with_capacity(WINDOW + 1);
     let mut next: Vec<usize> = Vec::with_capacity(WINDOW + 1);
@@ -89,7 +89,7 @@ pub(super) fn count(v: &Vocab, m: &mut Merger, t: &[u8], s: usize, e: usize, bud
 /// block minima of [`Merger`] would cost O(n^1.5).
 /// Memory is proportional to the piece's length.
 #[cold]
-pub(super) fn merge_whole(v: &Vocab, t: &[u8], s: usize, e: usize) -> u64 {
+pub(super) fn merge_whole<T: Tables>(v: &Vocab<T>, t: &[u8], s: usize, e: usize) -> u64 {
     let n = e - s;
     // `end[k]`: end of the part starting at `k`; `prev[k]`: start of the part before it;
     // `pair[k]`: rank of merging it with the next part.
@@ -140,6 +140,6 @@ pub(super) fn merge_whole(v: &Vocab, t: &[u8], s: usize, e: usize) -> u64 {
 /// [`Vocab::merge_rank`] kept out of line, for the cold [`merge_whole`] (less code for V8 to
 /// compile at start-up).
 #[inline(never)]
-fn rank_cold(v: &Vocab, t: &[u8], start: usize, end: usize) -> u32 {
+fn rank_cold<T: Tables>(v: &Vocab<T>, t: &[u8], start: usize, end: usize) -> u32 {
     v.merge_rank(t, start, end)
 }

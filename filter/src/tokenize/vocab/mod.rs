@@ -13,8 +13,10 @@
 mod probe;
 mod spans;
 
+use std::marker::PhantomData;
+
 use super::layout::*;
-use probe::{key_of, may_hold, rest_matches, Rest};
+use probe::{key_of, Rest};
 
 /// `include_bytes!` with the alignment of `u64`, so the slots can be read in place.
 #[repr(C, align(8))]
@@ -55,7 +57,36 @@ static SPAN: &[u64] = as_words(SPAN_BYTES);
 
 include!(concat!(env!("OUT_DIR"), "/vocab_consts.rs"));
 
-pub static CL100K: Vocab = Vocab::new(
+/// The tables of the built-in encodings: one hash table, front table, miss filter, tail pool and
+/// span filter for both.
+pub struct OpenAi;
+
+impl Tables for OpenAi {
+    const TABLE_BITS: u32 = OPENAI_TABLE_BITS;
+    #[inline(always)]
+    fn table() -> &'static [u64] {
+        TABLE
+    }
+    #[inline(always)]
+    fn front() -> &'static [u64] {
+        FRONT
+    }
+    #[inline(always)]
+    fn filter() -> &'static [u64] {
+        FILTER
+    }
+    #[inline(always)]
+    fn tails() -> &'static [u8] {
+        TAILS
+    }
+    #[inline(always)]
+    fn span() -> &'static [u64] {
+        SPAN
+    }
+}
+
+pub static CL100K: Vocab<OpenAi> = Vocab::new(
+    0,
     false,
     CL100K_RANK_SHIFT,
     CL100K_RANK_BITS,
@@ -64,7 +95,8 @@ pub static CL100K: Vocab = Vocab::new(
     Solid { chars: as_words(CL100K_SOLID), pairs: CL100K_SOLID_PAIRS },
     CL100K_MAX_LETTER_RUN,
 );
-pub static O200K: Vocab = Vocab::new(
+pub static O200K: Vocab<OpenAi> = Vocab::new(
+    1,
     true,
     O200K_RANK_SHIFT,
     O200K_RANK_BITS,
@@ -85,9 +117,25 @@ struct Solid {
     pairs: &'static [u8],
 }
 
+/// The hash table, front table, miss filter, tail pool and span filter a vocabulary reads (see
+/// `layout`), as a type: every lookup, inlined or not, is compiled per set of tables with their
+/// addresses as constants. The built-in encodings share one set.
+pub trait Tables: 'static {
+    /// log2 of the hash table's slot count (its header word).
+    const TABLE_BITS: u32;
+    fn table() -> &'static [u64];
+    fn front() -> &'static [u64];
+    fn filter() -> &'static [u64];
+    fn tails() -> &'static [u8];
+    fn span() -> &'static [u64];
+}
+
 /// One encoding's tables. The counting loop names each as its static (`CL100K`, `O200K`), so
 /// the fields fold into the code as constants.
-pub struct Vocab {
+pub struct Vocab<T: Tables> {
+    tables: PhantomData<T>,
+    /// Which slots of the span memo are this vocabulary's (every vocabulary has its own id).
+    memo_id: u64,
     /// Rank of each 2-byte string, indexed by `b0 << 8 | b1`.
     pairs: &'static [u32],
     /// One bit per 2-byte string: set if some token holds the two bytes next to each other.
@@ -103,8 +151,11 @@ pub struct Vocab {
     mask: usize,
 }
 
-impl Vocab {
+impl<T: Tables> Vocab<T> {
+    // One argument per table and fact of the vocabulary, each named at its few call sites.
+    #[allow(clippy::too_many_arguments)]
     const fn new(
+        memo_id: u64,
         o200k: bool,
         rank_shift: u32,
         rank_bits: u32,
@@ -112,9 +163,11 @@ impl Vocab {
         inside: &'static [u64],
         solid: Solid,
         max_letter_run: usize,
-    ) -> Vocab {
-        let bits = if TABLE.is_empty() { 0 } else { TABLE[0] as u32 };
+    ) -> Vocab<T> {
+        let bits = T::TABLE_BITS;
         Vocab {
+            tables: PhantomData,
+            memo_id,
             pairs,
             inside,
             solid,
@@ -164,7 +217,7 @@ impl Vocab {
             let hash = hash_word(word, len);
             return match self.front(hash, word, len) {
                 Some(meta) => self.rank_of(meta),
-                None if may_hold(hash) => self.probe_words(hash, word, 0, len),
+                None if self.may_hold(hash) => self.probe_words(hash, word, 0, len),
                 None => NONE,
             };
         }
@@ -180,10 +233,10 @@ impl Vocab {
         if len <= 8 {
             let word = load8(t, start) & mask_of(len);
             let hash = hash_word(word, len);
-            return if may_hold(hash) { self.probe_words(hash, word, 0, len) } else { NONE };
+            return if self.may_hold(hash) { self.probe_words(hash, word, 0, len) } else { NONE };
         }
         match key_of(t, start, end) {
-            Some(k) if may_hold(k.hash) => self.probe_long(t, start, end),
+            Some(k) if self.may_hold(k.hash) => self.probe_long(t, start, end),
             _ => NONE,
         }
     }
@@ -207,7 +260,7 @@ impl Vocab {
         let (w0, w1) = (load8(t, start), load8(t, start + 8) & mask_of(len - 8));
         let hash = hash_words2(w0, w1, len);
         if let Some(meta) = self.front(hash, w0, len) {
-            if rest_matches(meta, Rest::Word(w1)) {
+            if self.rest_matches(meta, Rest::Word(w1)) {
                 return self.rank_of(meta);
             }
         }

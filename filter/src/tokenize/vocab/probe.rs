@@ -1,4 +1,4 @@
-//! How the shared hash table is read (the layout is `layout`'s): a lookup key, the front table
+//! How a vocabulary's hash table is read (the layout is `layout`'s): a lookup key, the front table
 //! of frequent tokens, the miss filter and the Robin Hood probe. Private to `vocab`; the rank
 //! lookups there compose these steps, each in the order its callers' hit rates favour.
 //!
@@ -8,7 +8,7 @@
 //! never build a [`Key`] at all.
 
 use super::super::layout::*;
-use super::{Vocab, FILTER, FRONT, NONE, TABLE, TAILS};
+use super::{Tables, Vocab, NONE};
 
 const LEN_MASK: u64 = ((1 << LEN_BITS) - 1) << LEN_SHIFT;
 
@@ -57,36 +57,39 @@ fn long_key(piece: &[u8]) -> Key<'_> {
     Key { hash: hash_bytes(piece), first: load8(piece, 0), len: piece.len(), rest: Rest::Bytes(piece.get(8..).unwrap_or(&[])) }
 }
 
-/// Whether the miss filter allows a token with this hash (false: certainly none).
-#[inline(always)]
-pub(super) fn may_hold(hash: u64) -> bool {
-    let b = (hash >> (64 - FILTER_BITS)) as usize;
-    FILTER.get(b / 64).is_some_and(|w| w >> (b % 64) & 1 != 0)
-}
 
-/// Whether a slot's bytes past the first 8 (from `meta`'s tail offset) equal the piece's.
-#[inline(always)]
-pub(super) fn rest_matches(meta: u64, rest: Rest<'_>) -> bool {
-    let at = ((meta >> TAIL_SHIFT) & ((1 << TAIL_BITS) - 1)) as usize;
-    match rest {
-        Rest::None => true,
-        Rest::Word(w1) => load8(TAILS, at) & mask_of(((meta >> LEN_SHIFT) & 127) as usize + 1 - 8) == w1,
-        Rest::Bytes(b) => TAILS.get(at..at + b.len()) == Some(b),
+
+impl<T: Tables> Vocab<T> {
+    /// Whether the miss filter allows a token with this hash (false: certainly none).
+    #[inline(always)]
+    pub(super) fn may_hold(&self, hash: u64) -> bool {
+        let b = (hash >> (64 - FILTER_BITS)) as usize;
+        T::filter().get(b / 64).is_some_and(|w| w >> (b % 64) & 1 != 0)
     }
-}
 
-impl Vocab {
+    /// Whether a slot's bytes past the first 8 (from `meta`'s tail offset) equal the piece's.
+    #[inline(always)]
+    pub(super) fn rest_matches(&self, meta: u64, rest: Rest<'_>) -> bool {
+        let at = ((meta >> TAIL_SHIFT) & ((1 << TAIL_BITS) - 1)) as usize;
+        let tails = T::tails();
+        match rest {
+            Rest::None => true,
+            Rest::Word(w1) => load8(tails, at) & mask_of(((meta >> LEN_SHIFT) & 127) as usize + 1 - 8) == w1,
+            Rest::Bytes(b) => tails.get(at..at + b.len()) == Some(b),
+        }
+    }
+
     /// The front table's set for the hash first (frequent tokens are found in one 32-byte
     /// read, without probing), then the main table; with `filtered`, the miss filter before
     /// the probe.
     #[inline(always)]
     pub(super) fn front_then_probe(&self, k: Key<'_>, t: &[u8], start: usize, end: usize, filtered: bool) -> u32 {
         if let Some(meta) = self.front(k.hash, k.first, k.len) {
-            if rest_matches(meta, k.rest) {
+            if self.rest_matches(meta, k.rest) {
                 return self.rank_of(meta);
             }
         }
-        if !filtered || may_hold(k.hash) {
+        if !filtered || self.may_hold(k.hash) {
             self.probe_long(t, start, end)
         } else {
             NONE
@@ -115,7 +118,7 @@ impl Vocab {
     #[inline(always)]
     pub(super) fn front(&self, hash: u64, first: u64, len: usize) -> Option<u64> {
         let len_bits = ((len - 1) as u64) << LEN_SHIFT;
-        let (k0, m0, k1, m1) = match FRONT.get(2 + 4 * (hash >> (64 - FRONT_BITS + 1)) as usize..) {
+        let (k0, m0, k1, m1) = match T::front().get(2 + 4 * (hash >> (64 - FRONT_BITS + 1)) as usize..) {
             Some(&[k0, m0, k1, m1, ..]) => (k0, m0, k1, m1),
             _ => (0, EMPTY_META, 0, EMPTY_META),
         };
@@ -153,7 +156,7 @@ impl Vocab {
             if m == EMPTY_META || (dist < d && dist != DIST_SATURATED) {
                 return NONE;
             }
-            if first == k.first && m & LEN_MASK == len_bits && rest_matches(m, k.rest) {
+            if first == k.first && m & LEN_MASK == len_bits && self.rest_matches(m, k.rest) {
                 return self.rank_of(m);
             }
             i = (i + 1) & self.mask;
@@ -164,7 +167,7 @@ impl Vocab {
     #[inline(always)]
     fn slot(&self, i: usize) -> (u64, u64) {
         // Word 0 and 1 are the header; slot `i` is words 2 + 2i and 3 + 2i.
-        match TABLE.get(2 + 2 * i..4 + 2 * i) {
+        match T::table().get(2 + 2 * i..4 + 2 * i) {
             Some(&[k, m]) => (k, m),
             _ => (0, EMPTY_META),
         }

@@ -5,25 +5,26 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::super::layout::span_hash;
-use super::{Vocab, NONE, SPAN};
+use super::{Tables, Vocab, NONE};
 
 /// log2 of the slots of [`SPAN_MEMO`].
 const SPAN_MEMO_BITS: u32 = 10;
 /// The key bits of a [`SPAN_MEMO`] slot: the 4-byte window around the boundary (bits 0..32),
-/// the encoding (bit 32) and a bit that is always set (33), so an empty slot matches no key.
-const SPAN_MEMO_KEY: u64 = (1 << 34) - 1;
+/// the vocabulary's memo id (bits 32..40) and a bit that is always set (40), so an empty slot
+/// matches no key.
+const SPAN_MEMO_KEY: u64 = (1 << 41) - 1;
 
 /// [`Vocab::spans`]'s answers for the last windows it was asked about (direct-mapped, 8 KB;
 /// zero pages until a merge asks). A slot holds a key (`SPAN_MEMO_KEY`) and the answer (bit
-/// 34). Text repeats its character pairs (the letters of a script, the common characters of a
+/// 41). Text repeats its character pairs (the letters of a script, the common characters of a
 /// language), and one look here replaces the pair table and the span filter's three hashed
 /// pairs of bits. It memoizes a pure function of its key, so it is shared by every count and
-/// both encodings and never needs clearing. Relaxed atomics keep it safe Rust (plain loads and
+/// every vocabulary and never needs clearing. Relaxed atomics keep it safe Rust (plain loads and
 /// stores in wasm), and a slot is one word, so a native reader racing a writer sees one whole
 /// key and answer or the other.
 static SPAN_MEMO: [AtomicU64; 1 << SPAN_MEMO_BITS] = [const { AtomicU64::new(0) }; 1 << SPAN_MEMO_BITS];
 
-impl Vocab {
+impl<T: Tables> Vocab<T> {
     /// One bit per 2-byte string (index `b0 << 8 | b1`): clear when no token holds the two
     /// bytes next to each other, so no merge ever joins them. As an array, so the cut loop
     /// indexes it without bounds checks.
@@ -46,7 +47,7 @@ impl Vocab {
         let mid = b1 as u32 | (b2 as u32) << 8;
         let present = |window: u32, left: usize, right: usize| {
             let (a, b) = span_hash(self.o200k, window, left, right);
-            let bit = |k: usize| SPAN.get(k / 64).is_none_or(|w| w >> (k % 64) & 1 != 0);
+            let bit = |k: usize| T::span().get(k / 64).is_none_or(|w| w >> (k % 64) & 1 != 0);
             bit(a) && bit(b)
         };
         if let Some(b3) = b3 {
@@ -68,7 +69,7 @@ impl Vocab {
             // At the first or last byte of `p`.
             return self.spans(p, i);
         };
-        let key = u64::from(u32::from_le_bytes([b0, b1, b2, b3])) | u64::from(self.o200k) << 32 | 1 << 33;
+        let key = u64::from(u32::from_le_bytes([b0, b1, b2, b3])) | self.memo_id << 32 | 1 << 40;
         let slot = SPAN_MEMO.get((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SPAN_MEMO_BITS)) as usize);
         let memo = slot.map_or(0, |slot| slot.load(Relaxed));
         if memo & SPAN_MEMO_KEY == key {
@@ -76,7 +77,7 @@ impl Vocab {
         }
         let spans = self.spans(p, i);
         if let Some(slot) = slot {
-            slot.store(key | u64::from(spans) << 34, Relaxed);
+            slot.store(key | u64::from(spans) << 41, Relaxed);
         }
         spans
     }
