@@ -26,7 +26,7 @@ CLI:
   oracle.py count [--json] NAME [TEXT...]   no TEXT: JSON lines on stdin (a JSON string or {"text": ...})
   oracle.py chat [--json] NAME FORMAT FILE|-  FILE: a list of messages, or a request object with
                                         messages, tools, chat_template_kwargs, reasoning_effort
-  oracle.py cases [--update|--check]    chat_cases.json: recompute or verify the expected counts
+  oracle.py cases [--update]            chat_cases.json: verify (default) or recompute the expected counts
   oracle.py crosscheck                  compare the jinja path with transformers' apply_chat_template
                                         (needs transformers importable; not a pinned dependency)
 Importable: Oracle().count(name, text), Oracle().chat(name, fmt, request) -> Rendered.
