@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::tokenize::Encoding;
+use crate::tokenize::{Encoding, Tokenizer};
 
 mod raw;
 pub use raw::{RawApiKey, RawConfig, RawKeyLimits, RawModelRule, RawQuota, RawRouting, RawSizeClass};
@@ -112,8 +112,8 @@ impl ModelPattern {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRule {
     pub pattern: ModelPattern,
-    /// `None`: the configured default encoding.
-    pub encoding: Option<Encoding>,
+    /// `None`: the configured default tokenizer.
+    pub tokenizer: Option<&'static Tokenizer>,
     /// `None`: the global `max_prompt_tokens`.
     pub max_prompt_tokens: Option<u64>,
 }
@@ -121,7 +121,7 @@ pub struct ModelRule {
 /// What applies to one request's model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelPolicy {
-    pub encoding: Encoding,
+    pub tokenizer: &'static Tokenizer,
     pub max_prompt_tokens: u64,
 }
 
@@ -188,7 +188,8 @@ impl QuotaConfig {
 /// The validated configuration. Built once per VM in `on_configure`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub default_encoding: Encoding,
+    /// The tokenizer of requests no model rule names one for.
+    pub default_tokenizer: &'static Tokenizer,
     /// Operator rules first, then the built-in rules.
     pub models: Vec<ModelRule>,
     pub max_prompt_tokens: u64,
@@ -211,13 +212,13 @@ impl Config {
         Config::try_from(RawConfig::from_json(bytes)?)
     }
 
-    /// The encoding and prompt limit for a request naming `model` (or none).
+    /// The tokenizer and prompt limit for a request naming `model` (or none).
     pub fn policy_for(&self, model: Option<&str>) -> ModelPolicy {
         let rule = model.and_then(|m| self.models.iter().find(|r| r.pattern.matches(m)));
         ModelPolicy {
-            encoding: rule
-                .and_then(|r| r.encoding)
-                .unwrap_or(self.default_encoding),
+            tokenizer: rule
+                .and_then(|r| r.tokenizer)
+                .unwrap_or(self.default_tokenizer),
             max_prompt_tokens: rule
                 .and_then(|r| r.max_prompt_tokens)
                 .unwrap_or(self.max_prompt_tokens),
@@ -229,10 +230,8 @@ impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
-        let default_encoding = match raw.encoding.as_deref() {
-            None => Encoding::O200kBase,
-            Some(name) => parse_encoding("encoding", name)?,
-        };
+        let default_tokenizer = tokenizer_of("", raw.tokenizer.as_deref(), raw.encoding.as_deref())?
+            .unwrap_or(Tokenizer::of(Encoding::O200kBase));
         let max_prompt_tokens = ranged(
             "max_prompt_tokens",
             raw.max_prompt_tokens,
@@ -262,10 +261,7 @@ impl TryFrom<RawConfig> for Config {
         let mut models = Vec::with_capacity(raw.models.len() + BUILTIN_RULES.len());
         for (i, rule) in raw.models.iter().enumerate() {
             let field = |name: &str| format!("models[{i}].{name}");
-            let encoding = match rule.encoding.as_deref() {
-                None => None,
-                Some(name) => Some(parse_encoding(&field("encoding"), name)?),
-            };
+            let tokenizer = tokenizer_of(&format!("models[{i}]."), rule.tokenizer.as_deref(), rule.encoding.as_deref())?;
             let max_prompt_tokens = match rule.max_prompt_tokens {
                 None => None,
                 Some(v) => Some(ranged(
@@ -278,14 +274,14 @@ impl TryFrom<RawConfig> for Config {
             };
             models.push(ModelRule {
                 pattern: ModelPattern::parse(&field("match"), &rule.pattern)?,
-                encoding,
+                tokenizer,
                 max_prompt_tokens,
             });
         }
         for (pattern, encoding) in BUILTIN_RULES {
             models.push(ModelRule {
                 pattern: ModelPattern::parse("built-in rule", pattern)?,
-                encoding: Some(*encoding),
+                tokenizer: Some(Tokenizer::of(*encoding)),
                 max_prompt_tokens: None,
             });
         }
@@ -315,7 +311,7 @@ impl TryFrom<RawConfig> for Config {
         };
 
         Ok(Config {
-            default_encoding,
+            default_tokenizer,
             models,
             max_prompt_tokens,
             max_output_tokens,
@@ -418,11 +414,28 @@ fn parse_routing(raw: RawRouting) -> Result<Routing, ConfigError> {
     Ok(Routing { clear_route_cache: raw.clear_route_cache.unwrap_or(false), classes })
 }
 
-fn parse_encoding(field: &str, name: &str) -> Result<Encoding, ConfigError> {
-    Encoding::from_name(name).ok_or_else(|| ConfigError::InvalidValue {
-        field: field.to_owned(),
-        reason: format!("must be \"o200k_base\" or \"cl100k_base\", got {name:?}"),
-    })
+/// The tokenizer a rule (or, with an empty `prefix`, the top level) names: `tokenizer` names any
+/// tokenizer of this build, `encoding` (its older synonym) only the two built-in encodings.
+fn tokenizer_of(prefix: &str, tokenizer: Option<&str>, encoding: Option<&str>) -> Result<Option<&'static Tokenizer>, ConfigError> {
+    let invalid = |name: &str, reason: String| ConfigError::InvalidValue { field: format!("{prefix}{name}"), reason };
+    match (tokenizer, encoding) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(invalid("encoding", "is a synonym of `tokenizer`: set one of the two".to_owned())),
+        (None, Some(name)) => match Encoding::from_name(name) {
+            Some(encoding) => Ok(Some(Tokenizer::of(encoding))),
+            None => Err(invalid("encoding", format!("must be \"o200k_base\" or \"cl100k_base\", got {name:?} (`tokenizer` names the other tokenizers of the build)"))),
+        },
+        (Some(name), None) => match Tokenizer::by_name(name) {
+            Some(t) => Ok(Some(t)),
+            None => {
+                let known: Vec<&str> = Tokenizer::all().map(Tokenizer::name).collect();
+                Err(invalid(
+                    "tokenizer",
+                    format!("names {name:?}, which this build does not contain (it has {}; a .wasm gets more from TOKENGATE_TOKENIZERS at build time)", known.join(", ")),
+                ))
+            }
+        },
+    }
 }
 
 fn ranged(field: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {

@@ -14,6 +14,7 @@ use super::ConfigError;
 /// The top-level object.
 #[derive(Debug, Default)]
 pub struct RawConfig {
+    pub tokenizer: Option<String>,
     pub encoding: Option<String>,
     pub models: Vec<RawModelRule>,
     pub max_prompt_tokens: Option<u64>,
@@ -60,6 +61,7 @@ pub struct RawSizeClass {
 #[derive(Debug)]
 pub struct RawModelRule {
     pub pattern: String,
+    pub tokenizer: Option<String>,
     pub encoding: Option<String>,
     pub max_prompt_tokens: Option<u64>,
 }
@@ -81,6 +83,7 @@ impl RawConfig {
             String::new(),
             &value,
             &[
+                "tokenizer",
                 "encoding",
                 "models",
                 "max_prompt_tokens",
@@ -93,8 +96,9 @@ impl RawConfig {
             ],
         )?;
         Ok(RawConfig {
+            tokenizer: top.string("tokenizer")?,
             encoding: top.string("encoding")?,
-            models: top.each("models", &["match", "encoding", "max_prompt_tokens"], model_rule)?,
+            models: top.each("models", &["match", "tokenizer", "encoding", "max_prompt_tokens"], model_rule)?,
             max_prompt_tokens: top.u64("max_prompt_tokens")?,
             max_output_tokens: top.u64("max_output_tokens")?,
             max_body_bytes: top.u64("max_body_bytes")?,
@@ -115,6 +119,7 @@ impl RawConfig {
 fn model_rule(f: &Fields) -> Result<RawModelRule, ConfigError> {
     Ok(RawModelRule {
         pattern: f.required("match", Fields::string)?,
+        tokenizer: f.string("tokenizer")?,
         encoding: f.string("encoding")?,
         max_prompt_tokens: f.u64("max_prompt_tokens")?,
     })

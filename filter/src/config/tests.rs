@@ -3,6 +3,7 @@
 
 use super::*;
 
+
 fn defaults() -> Config {
     Config::from_json(b"").unwrap()
 }
@@ -16,7 +17,7 @@ fn empty_and_default_configs_agree() {
     let empty = Config::from_json(b"").unwrap();
     let braces = Config::from_json(b" {} ").unwrap();
     assert_eq!(empty, braces);
-    assert_eq!(empty.default_encoding, Encoding::O200kBase);
+    assert_eq!(empty.default_tokenizer, Tokenizer::of(Encoding::O200kBase));
     assert_eq!(empty.max_prompt_tokens, 128_000);
     assert_eq!(empty.max_output_tokens, None);
     assert_eq!(empty.max_body_bytes, 1_048_576);
@@ -33,21 +34,21 @@ fn full_config_parses() {
             "api_key":{"header":"X-Api-Key","required":true},"image_tokens":100}"#,
     )
     .unwrap();
-    assert_eq!(c.default_encoding, Encoding::Cl100kBase);
+    assert_eq!(c.default_tokenizer, Tokenizer::of(Encoding::Cl100kBase));
     assert_eq!(c.max_output_tokens, Some(500));
     assert_eq!(c.api_key.header, "x-api-key");
     assert!(c.api_key.required);
     assert_eq!(
         c.policy_for(Some("llama-3.1-70b")),
-        ModelPolicy { encoding: Encoding::O200kBase, max_prompt_tokens: 8192 }
+        ModelPolicy { tokenizer: Tokenizer::of(Encoding::O200kBase), max_prompt_tokens: 8192 }
     );
     assert_eq!(
         c.policy_for(Some("tiny")),
-        ModelPolicy { encoding: Encoding::Cl100kBase, max_prompt_tokens: 10 }
+        ModelPolicy { tokenizer: Tokenizer::of(Encoding::Cl100kBase), max_prompt_tokens: 10 }
     );
     assert_eq!(
         c.policy_for(Some("tiny-2")),
-        ModelPolicy { encoding: Encoding::Cl100kBase, max_prompt_tokens: 1000 }
+        ModelPolicy { tokenizer: Tokenizer::of(Encoding::Cl100kBase), max_prompt_tokens: 1000 }
     );
 }
 
@@ -69,16 +70,16 @@ fn builtin_rules_choose_the_openai_encoding() {
         ("text-embedding-ada-002", Encoding::Cl100kBase),
         ("llama-3", Encoding::O200kBase),
     ] {
-        assert_eq!(c.policy_for(Some(model)).encoding, enc, "{model}");
+        assert_eq!(c.policy_for(Some(model)).tokenizer, Tokenizer::of(enc), "{model}");
     }
-    assert_eq!(c.policy_for(None).encoding, Encoding::O200kBase);
+    assert_eq!(c.policy_for(None).tokenizer, Tokenizer::of(Encoding::O200kBase));
 }
 
 #[test]
 fn user_rules_come_before_builtins() {
     let c = Config::from_json(br#"{"models":[{"match":"gpt-4o*","encoding":"cl100k_base"}]}"#)
         .unwrap();
-    assert_eq!(c.policy_for(Some("gpt-4o")).encoding, Encoding::Cl100kBase);
+    assert_eq!(c.policy_for(Some("gpt-4o")).tokenizer, Tokenizer::of(Encoding::Cl100kBase));
 }
 
 #[test]
@@ -209,4 +210,22 @@ fn rejects_out_of_range_values_naming_the_field() {
         .contains("`models[0].max_prompt_tokens`"));
     assert!(err(r#"{"api_key": {"header": "bad header"}}"#).contains("`api_key.header`"));
     assert!(err(r#"{"api_key": {"header": ":path"}}"#).contains("`api_key.header`"));
+}
+
+#[test]
+fn tokenizer_names_any_tokenizer_of_the_build_and_encoding_is_its_synonym_for_the_built_ins() {
+    let c = Config::from_json(br#"{"tokenizer": "cl100k_base", "models": [{"match": "m1", "tokenizer": "o200k_base"}, {"match": "m2", "encoding": "cl100k_base"}]}"#).unwrap();
+    assert_eq!(c.default_tokenizer.name(), "cl100k_base");
+    assert_eq!(c.policy_for(Some("m1")).tokenizer.name(), "o200k_base");
+    assert_eq!(c.policy_for(Some("m2")).tokenizer.name(), "cl100k_base");
+    // A name the build does not contain is refused, naming the rule's field, the name and what
+    // the build has.
+    let e = err(r#"{"models": [{"match": "Qwen/*", "tokenizer": "no-such-tokenizer"}]}"#);
+    assert!(e.contains("`models[0].tokenizer` names \"no-such-tokenizer\", which this build does not contain"), "{e}");
+    assert!(e.contains("cl100k_base, o200k_base"), "{e}");
+    assert!(err(r#"{"tokenizer": "p50k_base"}"#).contains("`tokenizer` names \"p50k_base\""));
+    // `encoding` stays the two built-in names; both fields at once is ambiguous.
+    assert!(err(r#"{"models": [{"match": "m", "encoding": "llama3"}]}"#).contains("`models[0].encoding` must be"));
+    let e = err(r#"{"tokenizer": "o200k_base", "encoding": "o200k_base"}"#);
+    assert!(e.contains("`encoding` is a synonym of `tokenizer`"), "{e}");
 }

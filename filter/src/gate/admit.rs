@@ -10,7 +10,7 @@ use crate::reject::{ErrorCode, Rejection};
 use crate::request::{classify, count_prompt, Api, Exactness, MaxOutput};
 use crate::quota::bucket::Refusal;
 use crate::quota::{self, KeyName, QuotaError, Quotas, Snapshot, Store};
-use crate::tokenize::{Encoding, Tokenizer};
+use crate::tokenize::Tokenizer;
 
 /// What the request headers say, as far as the gate cares.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,7 +46,7 @@ pub struct Admission {
     pub api: Api,
     pub prompt_tokens: u64,
     pub exactness: Exactness,
-    pub encoding: Encoding,
+    pub tokenizer: &'static Tokenizer,
     pub max_output: Option<MaxOutput>,
     pub stream: bool,
     pub include_usage: bool,
@@ -169,8 +169,7 @@ pub fn decide_body(
     }
 
     let policy = config.policy_for(request.model);
-    let tokenizer = Tokenizer::of(policy.encoding);
-    let count = count_prompt(&request, tokenizer, policy.max_prompt_tokens, config.image_tokens);
+    let count = count_prompt(&request, policy.tokenizer, policy.max_prompt_tokens, config.image_tokens);
     if count.over_limit {
         let what = request.api.prompt_param();
         let at_least = if count.stopped_early { "at least " } else { "" };
@@ -187,7 +186,7 @@ pub fn decide_body(
         api: request.api,
         prompt_tokens: count.tokens,
         exactness: count.exactness,
-        encoding: policy.encoding,
+        tokenizer: policy.tokenizer,
         max_output: request.max_output,
         stream: request.stream,
         include_usage: request.include_usage,
@@ -311,7 +310,7 @@ mod tests {
         match body(&config(""), HELLO) {
             BodyDecision::Allow(a) => {
                 assert_eq!(a.prompt_tokens, 11);
-                assert_eq!(a.encoding, Encoding::O200kBase);
+                assert_eq!(a.tokenizer.name(), "o200k_base");
                 assert_eq!(a.exactness, Exactness::Exact);
                 assert_eq!(a.api, Api::ChatCompletions);
             }

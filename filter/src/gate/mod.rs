@@ -200,7 +200,7 @@ impl Exchange {
                         key,
                         reserved: reserved_tokens,
                         prompt_tokens: prompt,
-                        encoding: admission.encoding,
+                        tokenizer: admission.tokenizer,
                         snapshot,
                         injected_usage: false,
                     });
@@ -224,7 +224,7 @@ impl Exchange {
         if let Some(asked) = admission.max_output {
             headers.put("x-tokengate-max-output-tokens", asked.tokens.to_string());
         }
-        headers.put("x-tokengate-encoding", admission.encoding.name().to_owned());
+        headers.put("x-tokengate-encoding", admission.tokenizer.name().to_owned());
         headers.put("x-tokengate-count", admission.exactness.name().to_owned());
         if let Some(id) = &self.key_id {
             headers.put("x-tokengate-key-id", id.clone());
@@ -242,7 +242,7 @@ impl Exchange {
         plan.stat(Metric::PromptTokensTotal, prompt);
         plan.stat(Metric::PromptTokens, prompt);
         plan.state(Field::PromptTokens, tokens);
-        plan.state(Field::Encoding, admission.encoding.name().to_owned());
+        plan.state(Field::Encoding, admission.tokenizer.name().to_owned());
         self.record_decision(&mut plan, "allowed");
         plan
     }

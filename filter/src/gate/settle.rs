@@ -7,7 +7,7 @@ use super::admit::is_json;
 use super::{header, Env, Exchange};
 use crate::quota::{ratelimit_headers, KeyName, Quotas, Snapshot};
 use crate::response::{output_texts, usage_of, JsonTap, SseScanner, Usage};
-use crate::tokenize::{Encoding, Tokenizer};
+use crate::tokenize::Tokenizer;
 
 /// JSON responses larger than this are not read for usage (the estimate applies).
 const MAX_JSON_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -18,7 +18,7 @@ pub(super) struct Reservation {
     pub key: KeyName,
     pub reserved: u64,
     pub prompt_tokens: u64,
-    pub encoding: Encoding,
+    pub tokenizer: &'static Tokenizer,
     pub snapshot: Snapshot,
     /// tokengate asked the backend for stream usage; the client did not.
     pub injected_usage: bool,
@@ -86,7 +86,7 @@ impl Exchange {
                 // The client's stream loses the usage chunk: its length changes.
                 plan.response_headers.remove.push("content-length".to_owned());
             }
-            Tap::Sse(SseScanner::new(Some(Tokenizer::of(r.encoding)), r.injected_usage))
+            Tap::Sse(SseScanner::new(Some(r.tokenizer), r.injected_usage))
         } else if is_json(&content_type) {
             Tap::Json(JsonTap::new(MAX_JSON_RESPONSE_BYTES))
         } else {
@@ -148,7 +148,7 @@ impl Exchange {
             Tap::Sse(scanner) => (scanner.usage(), scanner.estimated_output_tokens()),
             Tap::Json(mut json) => match (json.finish(), &self.reservation) {
                 (Some(value), Some(r)) => {
-                    let tokenizer = Tokenizer::of(r.encoding);
+                    let tokenizer = r.tokenizer;
                     let estimated = output_texts(&value).iter().map(|text| tokenizer.count(text)).sum();
                     (usage_of(&value), estimated)
                 }

@@ -369,10 +369,12 @@ struct ToolConstants {
 }
 
 impl ToolConstants {
-    fn for_encoding(encoding: Encoding) -> ToolConstants {
+    /// The cookbook's constants for the encoding; o200k_base's for tokenizers of other models,
+    /// whose tool rendering the OpenAI rule only estimates anyway.
+    fn for_encoding(encoding: Option<Encoding>) -> ToolConstants {
         let func_init = match encoding {
-            Encoding::O200kBase => 7,
-            Encoding::Cl100kBase => 10,
+            Some(Encoding::Cl100kBase) => 10,
+            _ => 7,
         };
         ToolConstants { func_init, prop_init: 3, prop_key: 3, enum_init: -3, enum_item: 3, func_end: 12 }
     }

@@ -1,5 +1,6 @@
-//! Token counting: the tiktoken encodings cl100k_base and o200k_base, counted exactly (the same
-//! counts as tiktoken-rs, which is the test oracle) with an early exit at a limit.
+//! Token counting: the tiktoken encodings cl100k_base and o200k_base, and the vocabularies the
+//! build read from model files, counted exactly (the same counts as tiktoken-rs and the model's
+//! own tokenizer, the test oracles) with an early exit at a limit.
 //!
 //! The engine: a hand-written pre-tokenizer per encoding (`pretokenize`, the split patterns
 //! without a regex engine), one hash lookup per piece in a vocabulary table generated at build
@@ -10,6 +11,7 @@
 
 mod bpe;
 mod layout;
+pub mod patterns;
 mod pretokenize;
 mod unicode;
 mod vocab;
@@ -60,17 +62,32 @@ pub enum Count {
     Over { counted: u64, complete: bool },
 }
 
-/// One encoding, ready to count.
+/// A tokenizer this build contains, ready to count: a built-in encoding, or a vocabulary named
+/// in `TOKENGATE_TOKENIZERS` when the module was built (`filter/build/files.rs`). Two tokenizers
+/// are equal when they have the same name.
 pub struct Tokenizer {
-    encoding: Encoding,
-    next_piece: fn(&[u8], usize) -> usize,
+    name: &'static str,
+    /// The built-in encoding this is (or whose vocabulary and pattern this one's file holds).
+    encoding: Option<Encoding>,
+    /// The count loop of this tokenizer's vocabulary and pre-tokenizer.
+    count: fn(&[u8], u64) -> Count,
+    /// The end of the pre-tokenizer's piece at an index.
+    piece: fn(&[u8], usize) -> usize,
 }
 
 impl fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tokenizer").field("encoding", &self.encoding).finish()
+        f.write_str(self.name)
     }
 }
+
+impl PartialEq for Tokenizer {
+    fn eq(&self, other: &Tokenizer) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Tokenizer {}
 
 #[inline(always)]
 fn count_with<T: Tables>(
@@ -99,14 +116,40 @@ fn count_with<T: Tables>(
     Count::Within(total)
 }
 
+// One loop per vocabulary and pre-tokenizer, so the pre-tokenizer is inlined into it, and the
+// vocabulary named as its static, so its fields fold into the code as constants.
+fn count_cl100k(t: &[u8], limit: u64) -> Count {
+    count_with(&vocab::CL100K, t, limit, true, pretokenize::next_cl100k)
+}
+
+fn count_o200k(t: &[u8], limit: u64) -> Count {
+    count_with(&vocab::O200K, t, limit, false, pretokenize::next_o200k)
+}
+
+/// The end of cl100k_base's piece at `i`: the ASCII fast path, else the full scanner (the two
+/// steps of counting).
+fn piece_cl100k(t: &[u8], i: usize) -> usize {
+    pretokenize::ascii_piece(t, i, layout::load8(t, i), true).unwrap_or_else(|| pretokenize::next_cl100k(t, i))
+}
+
+fn piece_o200k(t: &[u8], i: usize) -> usize {
+    pretokenize::ascii_piece(t, i, layout::load8(t, i), false).unwrap_or_else(|| pretokenize::next_o200k(t, i))
+}
+
 static CL100K: Tokenizer =
-    Tokenizer { encoding: Encoding::Cl100kBase, next_piece: pretokenize::next_cl100k };
+    Tokenizer { name: "cl100k_base", encoding: Some(Encoding::Cl100kBase), count: count_cl100k, piece: piece_cl100k };
 static O200K: Tokenizer =
-    Tokenizer { encoding: Encoding::O200kBase, next_piece: pretokenize::next_o200k };
+    Tokenizer { name: "o200k_base", encoding: Some(Encoding::O200kBase), count: count_o200k, piece: piece_o200k };
+
+/// The vocabularies the build read from model files (`filter/build/codegen.rs`).
+mod extra {
+    use super::*;
+    include!(concat!(env!("OUT_DIR"), "/extra_tokenizers.rs"));
+}
 
 impl Tokenizer {
-    /// The tokenizer for `encoding`, shared by the whole process (on wasm: the VM). Its tables
-    /// are static data, so this costs nothing and cannot fail.
+    /// The tokenizer of a built-in encoding, shared by the whole process (on wasm: the VM). Its
+    /// tables are static data, so this costs nothing and cannot fail.
     pub fn of(encoding: Encoding) -> &'static Tokenizer {
         match encoding {
             Encoding::Cl100kBase => &CL100K,
@@ -114,15 +157,34 @@ impl Tokenizer {
         }
     }
 
-    pub fn encoding(&self) -> Encoding {
+    /// Every tokenizer of this build: the built-in encodings, then the vocabularies read from
+    /// model files.
+    pub fn all() -> impl Iterator<Item = &'static Tokenizer> {
+        [&CL100K, &O200K].into_iter().chain(extra::EXTRA.iter().copied())
+    }
+
+    /// The tokenizer of this name in this build.
+    pub fn by_name(name: &str) -> Option<&'static Tokenizer> {
+        Tokenizer::all().find(|t| t.name == name)
+    }
+
+    /// The name configuration and headers use: `cl100k_base`, `o200k_base`, or the name the
+    /// build gave a model file.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The built-in encoding this tokenizer is, or counts exactly as (a model file holding its
+    /// vocabulary and pattern).
+    pub fn encoding(&self) -> Option<Encoding> {
         self.encoding
     }
 
     #[cfg(test)]
     fn vocab(&self) -> &'static Vocab<vocab::OpenAi> {
         match self.encoding {
-            Encoding::Cl100kBase => &vocab::CL100K,
-            Encoding::O200kBase => &vocab::O200K,
+            Some(Encoding::Cl100kBase) => &vocab::CL100K,
+            _ => &vocab::O200K,
         }
     }
 
@@ -137,26 +199,19 @@ impl Tokenizer {
     /// limit is passed (at the end of the piece that passed it, or inside a long piece), so a
     /// huge text costs about `limit` tokens of work, not its length.
     pub fn count_until(&self, text: &str, limit: u64) -> Count {
-        // One loop per encoding, so the pre-tokenizer is inlined into it, and the vocabulary
-        // named as its static, so its fields fold into the code as constants.
-        match self.encoding {
-            Encoding::Cl100kBase => count_with(&vocab::CL100K, text.as_bytes(), limit, true, pretokenize::next_cl100k),
-            Encoding::O200kBase => count_with(&vocab::O200K, text.as_bytes(), limit, false, pretokenize::next_o200k),
-        }
+        (self.count)(text.as_bytes(), limit)
     }
 
     /// The pre-tokenizer's pieces of `text` (the split pattern's matches), for tests and tools.
     pub fn pieces<'t>(&self, text: &'t str) -> impl Iterator<Item = &'t str> + 't {
-        let next = self.next_piece;
-        let cl100k = self.encoding == Encoding::Cl100kBase;
+        let piece = self.piece;
         let mut i = 0;
         std::iter::from_fn(move || {
             let t = text.as_bytes();
             if i >= t.len() {
                 return None;
             }
-            // The same two steps as counting: the ASCII fast path, else the full scanner.
-            let e = pretokenize::ascii_piece(t, i, layout::load8(t, i), cl100k).unwrap_or_else(|| next(t, i));
+            let e = piece(t, i);
             let piece = text.get(i..e);
             i = e;
             piece
@@ -164,5 +219,7 @@ impl Tokenizer {
     }
 }
 
+#[cfg(test)]
+mod model_files;
 #[cfg(test)]
 mod tests;

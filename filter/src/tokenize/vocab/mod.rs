@@ -20,7 +20,7 @@ use probe::{key_of, Rest};
 
 /// `include_bytes!` with the alignment of `u64`, so the slots can be read in place.
 #[repr(C, align(8))]
-struct Aligned<B: ?Sized>(B);
+pub(super) struct Aligned<B: ?Sized>(pub(super) B);
 
 static TABLE_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vocab_table.bin")));
 static FRONT_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vocab_front.bin")));
@@ -39,13 +39,13 @@ static SPAN_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_D
 #[cfg(target_endian = "big")]
 compile_error!("the generated tables are little-endian");
 
-const fn as_words(bytes: &'static Aligned<[u8]>) -> &'static [u64] {
+pub(super) const fn as_words(bytes: &'static Aligned<[u8]>) -> &'static [u64] {
     // SAFETY: the bytes are 8-aligned (`Aligned`), live forever, and every bit pattern is a
     // valid u64; the length is rounded down to whole words.
     unsafe { core::slice::from_raw_parts(bytes.0.as_ptr().cast::<u64>(), bytes.0.len() / 8) }
 }
 
-const fn as_u32s(bytes: &'static Aligned<[u8]>) -> &'static [u32] {
+pub(super) const fn as_u32s(bytes: &'static Aligned<[u8]>) -> &'static [u32] {
     // SAFETY: as `as_words`, for u32.
     unsafe { core::slice::from_raw_parts(bytes.0.as_ptr().cast::<u32>(), bytes.0.len() / 4) }
 }
@@ -112,9 +112,9 @@ pub const NONE: u32 = u32::MAX;
 /// The "solid" 2- and 3-byte characters a merge may take whole from the start (`build.rs`,
 /// `solid_chars`): four bits per code point below U+10000, and one byte per (continuation byte,
 /// lead byte).
-struct Solid {
-    chars: &'static [u64],
-    pairs: &'static [u8],
+pub(super) struct Solid {
+    pub(super) chars: &'static [u64],
+    pub(super) pairs: &'static [u8],
 }
 
 /// The hash table, front table, miss filter, tail pool and span filter a vocabulary reads (see
@@ -154,7 +154,7 @@ pub struct Vocab<T: Tables> {
 impl<T: Tables> Vocab<T> {
     // One argument per table and fact of the vocabulary, each named at its few call sites.
     #[allow(clippy::too_many_arguments)]
-    const fn new(
+    pub(super) const fn new(
         memo_id: u64,
         o200k: bool,
         rank_shift: u32,

@@ -1,0 +1,170 @@
+//! The tables and the Rust registry of the vocabularies read from model files: one module per
+//! vocabulary (its tables embedded with `include_bytes!`, its `Vocab`, its count loop and its
+//! `Tokenizer`), and `EXTRA`, the list `Tokenizer::all` ends with. A vocabulary whose tokens and
+//! pattern are a built-in encoding's gets no tables: it counts with the built-in's.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::files::{Split, Vocabulary};
+use super::layout::{O200K_RANK_BITS, O200K_RANK_SHIFT};
+use super::tables::{inside, max_letter_run, pairs, solid_chars, span_filter, table, Field};
+use super::write;
+
+/// A vocabulary's tables, in `out/extra/<index>/`, and its module's source.
+fn vocabulary_module(out: &Path, index: usize, v: &Vocabulary) -> String {
+    let dir = out.join("extra").join(index.to_string());
+    let _ = std::fs::create_dir_all(&dir);
+    let (table, front, tails, filter) = table(&[Field { tokens: &v.tokens, shift: O200K_RANK_SHIFT, bits: O200K_RANK_BITS }]);
+    let (solid, solid_pairs) = solid_chars(&v.tokens);
+    let files: [(&str, Vec<u8>); 9] = [
+        ("table.bin", table),
+        ("front.bin", front),
+        ("filter.bin", filter),
+        ("tails.bin", tails),
+        ("span.bin", span_filter(&[(false, &v.tokens)])),
+        ("pairs.bin", pairs(&v.tokens)),
+        ("inside.bin", inside(&v.tokens)),
+        ("solid.bin", solid),
+        ("solid_pairs.bin", solid_pairs),
+    ];
+    // The table's header word is log2 of its slot count.
+    let bits = files[0].1.first().copied().unwrap_or(0);
+    for (name, bytes) in &files {
+        write(&dir.join(name), bytes);
+    }
+    let (cl100k, next) = match v.split {
+        Split::Cl100k => (true, "next_cl100k"),
+        Split::O200k => (false, "next_o200k"),
+    };
+    let bytes = |file: &str| format!("include_bytes!(concat!(env!(\"OUT_DIR\"), \"/extra/{index}/{file}\"))");
+    let aligned = |file: &str| format!("&vocab::Aligned(*{})", bytes(file));
+    format!(
+        r#"
+/// `{name}`: {format}, {tokens} tokens.
+mod v{index} {{
+    use super::*;
+    use vocab::{{as_u32s, as_words, Aligned, Solid}};
+
+    static TABLE: &Aligned<[u8]> = {table};
+    static FRONT: &Aligned<[u8]> = {front};
+    static FILTER: &Aligned<[u8]> = {filter};
+    static TAILS: &[u8] = {tails};
+    static SPAN: &Aligned<[u8]> = {span};
+    static PAIRS: &Aligned<[u8]> = {pairs};
+    static INSIDE: &Aligned<[u8]> = {inside};
+    static SOLID: &Aligned<[u8]> = {solid};
+    static SOLID_PAIRS: &[u8] = {solid_pairs};
+
+    pub struct Files;
+
+    impl vocab::Tables for Files {{
+        const TABLE_BITS: u32 = {bits};
+        #[inline(always)]
+        fn table() -> &'static [u64] {{
+            as_words(TABLE)
+        }}
+        #[inline(always)]
+        fn front() -> &'static [u64] {{
+            as_words(FRONT)
+        }}
+        #[inline(always)]
+        fn filter() -> &'static [u64] {{
+            as_words(FILTER)
+        }}
+        #[inline(always)]
+        fn tails() -> &'static [u8] {{
+            TAILS
+        }}
+        #[inline(always)]
+        fn span() -> &'static [u64] {{
+            as_words(SPAN)
+        }}
+    }}
+
+    static VOCAB: Vocab<Files> = Vocab::new(
+        {memo_id},
+        false,
+        layout::O200K_RANK_SHIFT,
+        layout::O200K_RANK_BITS,
+        as_u32s(PAIRS),
+        as_words(INSIDE),
+        Solid {{ chars: as_words(SOLID), pairs: SOLID_PAIRS }},
+        {max_letter_run},
+    );
+
+    pub(super) fn count(t: &[u8], limit: u64) -> Count {{
+        count_with(&VOCAB, t, limit, {cl100k}, pretokenize::{next})
+    }}
+
+    pub(super) fn piece(t: &[u8], i: usize) -> usize {{
+        pretokenize::ascii_piece(t, i, layout::load8(t, i), {cl100k}).unwrap_or_else(|| pretokenize::{next}(t, i))
+    }}
+
+    pub static TOKENIZER: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, count, piece }};
+}}
+"#,
+        name = v.name,
+        format = v.format,
+        tokens = v.tokens.iter().flatten().count(),
+        table = aligned("table.bin"),
+        front = aligned("front.bin"),
+        filter = aligned("filter.bin"),
+        tails = bytes("tails.bin"),
+        span = aligned("span.bin"),
+        pairs = aligned("pairs.bin"),
+        inside = aligned("inside.bin"),
+        solid = aligned("solid.bin"),
+        solid_pairs = bytes("solid_pairs.bin"),
+        memo_id = 2 + index,
+        max_letter_run = max_letter_run(&v.tokens),
+    )
+}
+
+/// What a vocabulary counts as, if not as itself.
+pub enum Same {
+    /// A built-in encoding (its name): the same tokens and pattern.
+    BuiltIn(&'static str),
+    /// An earlier vocabulary of the list (its index): the same tokens and pattern.
+    Earlier(usize),
+}
+
+/// Writes `out/extra_tokenizers.rs` (and the tables it embeds): the registry of `vocabs`, each
+/// either counting as another (`Same`) or a vocabulary with tables of its own.
+pub fn extra_tokenizers(out: &Path, vocabs: &[(Vocabulary, Option<Same>)]) {
+    let mut code = String::from("// Generated by filter/build/codegen.rs from TOKENGATE_TOKENIZERS.\n");
+    let mut list = Vec::new();
+    for (index, (v, same_as)) in vocabs.iter().enumerate() {
+        match same_as {
+            Some(Same::Earlier(j)) => {
+                let _ = write!(
+                    code,
+                    "\n/// `{name}`: {format}, the vocabulary and pattern of `{earlier}`.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, count: v{j}::count, piece: v{j}::piece }};\n",
+                    name = v.name,
+                    format = v.format,
+                    earlier = vocabs.get(*j).map_or("", |(e, _)| e.name.as_str()),
+                );
+                list.push(format!("&V{index}"));
+            }
+            Some(Same::BuiltIn(encoding)) => {
+                let (suffix, enc) = match *encoding {
+                    "cl100k_base" => ("cl100k", "Cl100kBase"),
+                    _ => ("o200k", "O200kBase"),
+                };
+                let _ = write!(
+                    code,
+                    "\n/// `{name}`: {format}, the vocabulary and pattern of {encoding}.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: Some(Encoding::{enc}), count: count_{suffix}, piece: piece_{suffix} }};\n",
+                    name = v.name,
+                    format = v.format,
+                );
+                list.push(format!("&V{index}"));
+            }
+            None => {
+                code.push_str(&vocabulary_module(out, index, v));
+                list.push(format!("&v{index}::TOKENIZER"));
+            }
+        }
+    }
+    let _ = write!(code, "\npub static EXTRA: [&Tokenizer; {}] = [{}];\n", list.len(), list.join(", "));
+    write(&out.join("extra_tokenizers.rs"), code.as_bytes());
+}

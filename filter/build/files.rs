@@ -1,0 +1,335 @@
+//! The vocabularies an operator names in `TOKENGATE_TOKENIZERS` (`name=path,...`), read from
+//! the model's own files: Hugging Face `tokenizer.json` (byte-level BPE), tiktoken rank files and
+//! Mistral's Tekken JSON, each recognised by its content. A file whose tokenization the engine
+//! cannot reproduce exactly fails the build with a message that says what is unsupported: a
+//! vocabulary that builds counts exactly as its file does.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::layout::MAX_TOKEN_LEN;
+use super::patterns;
+
+/// Token bytes by rank (a missing rank is `None`).
+pub type Tokens = Vec<Option<Vec<u8>>>;
+
+/// A merge of the file's list: the two parts' bytes.
+type Merge = (Vec<u8>, Vec<u8>);
+
+/// The environment variable naming the extra vocabularies.
+pub const ENV: &str = "TOKENGATE_TOKENIZERS";
+
+/// The pre-tokenizer a vocabulary's split pattern is, among those the engine implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Cl100k,
+    O200k,
+}
+
+impl Split {
+    /// The family whose pattern is exactly `regex` (the file's string, byte for byte).
+    fn of_regex(regex: &str) -> Option<Split> {
+        match regex {
+            patterns::CL100K => Some(Split::Cl100k),
+            patterns::O200K => Some(Split::O200k),
+            _ => None,
+        }
+    }
+}
+
+/// A vocabulary read from a model file.
+pub struct Vocabulary {
+    /// The name the configuration uses.
+    pub name: String,
+    /// Special tokens are not here: text that looks like one is counted as text.
+    pub tokens: Tokens,
+    pub split: Split,
+    /// What the file was read as, for the build log.
+    pub format: &'static str,
+}
+
+/// The `name=path` pairs of `TOKENGATE_TOKENIZERS`, in order. A relative path is relative to
+/// `root` (the repository, where the README's commands run).
+pub fn named_files(value: &str, root: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((name, path)) = entry.split_once('=') else {
+            return Err(format!("{ENV}: `{entry}` is not name=path"));
+        };
+        let name = name.trim();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !valid {
+            return Err(format!("{ENV}: the name `{name}` must be 1-64 characters of a-z, 0-9, '-', '_' or '.'"));
+        }
+        if name == "cl100k_base" || name == "o200k_base" || out.iter().any(|(n, _)| n == name) {
+            return Err(format!("{ENV}: the name `{name}` is used twice (cl100k_base and o200k_base are built in)"));
+        }
+        out.push((name.to_owned(), root.join(path.trim())));
+    }
+    Ok(out)
+}
+
+/// Reads one model file, recognising its format from its content.
+pub fn read(name: &str, path: &PathBuf) -> Result<Vocabulary, String> {
+    let bytes = fs::read(path).map_err(|e| format!("{ENV}: {name}={}: {e}", path.display()))?;
+    let what = |e: String| format!("{ENV}: {name}={}: {e}", path.display());
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let (tokens, split, format) = if first == Some(&b'{') {
+        let json: Value = serde_json::from_slice(&bytes).map_err(|e| what(format!("not valid JSON ({e})")))?;
+        if json.get("model").is_some() {
+            let (tokens, split) = hugging_face(&json).map_err(what)?;
+            (tokens, split, "Hugging Face tokenizer.json")
+        } else if json.get("config").is_some() && json.get("vocab").is_some_and(Value::is_array) {
+            let (tokens, split) = tekken(&json).map_err(what)?;
+            (tokens, split, "Mistral Tekken JSON")
+        } else {
+            return Err(what("JSON that is neither a Hugging Face tokenizer.json (no `model`) nor a Mistral Tekken file (no `config` and `vocab` list)".to_owned()));
+        }
+    } else {
+        let (tokens, split) = tiktoken(&bytes).map_err(what)?;
+        (tokens, split, "tiktoken rank file")
+    };
+    check_tokens(&tokens).map_err(what)?;
+    Ok(Vocabulary { name: name.to_owned(), tokens, split, format })
+}
+
+/// Every token fits the table layout, and every byte is a token (so every text can be merged).
+fn check_tokens(tokens: &[Option<Vec<u8>>]) -> Result<(), String> {
+    if let Some(t) = tokens.iter().flatten().find(|t| t.is_empty() || t.len() > MAX_TOKEN_LEN) {
+        return Err(format!("a token of {} bytes (the engine holds tokens of 1 to {MAX_TOKEN_LEN} bytes)", t.len()));
+    }
+    let bytes: HashSet<u8> = tokens.iter().flatten().filter(|t| t.len() == 1).map(|t| t[0]).collect();
+    if bytes.len() != 256 {
+        return Err(format!("only {} of the 256 bytes are tokens (a byte-level BPE has all of them)", bytes.len()));
+    }
+    Ok(())
+}
+
+/// A tiktoken rank file: one `base64 rank` per line. It carries no split pattern, so only files
+/// whose pattern the build knows are accepted, recognised by their SHA-256.
+fn tiktoken(bytes: &[u8]) -> Result<(Tokens, Split), String> {
+    let sha = hex(&Sha256::digest(bytes));
+    let split = match sha.as_str() {
+        patterns::CL100K_TIKTOKEN_SHA256 => Split::Cl100k,
+        patterns::O200K_TIKTOKEN_SHA256 => Split::O200k,
+        _ => {
+            return Err(format!(
+                "a tiktoken rank file (SHA-256 {sha}) whose split pattern this build does not know: tiktoken files carry no pattern, and the build knows those of cl100k_base and o200k_base"
+            ))
+        }
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| "a tiktoken rank file that is not UTF-8".to_owned())?;
+    let mut ranked: Vec<(usize, Vec<u8>)> = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let mut parts = line.split_whitespace();
+        let (Some(token), Some(rank), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("line {}: not `base64 rank`", n + 1));
+        };
+        let token = base64::engine::general_purpose::STANDARD.decode(token).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let rank: usize = rank.parse().map_err(|e| format!("line {}: rank {rank:?}: {e}", n + 1))?;
+        ranked.push((rank, token));
+    }
+    Ok((by_rank(ranked)?, split))
+}
+
+/// A Mistral Tekken file: the `vocab` list (rank, base64 bytes) and the split pattern in
+/// `config`. The model's ordinary tokens are the first `default_vocab_size -
+/// default_num_special_tokens` ranks (the special tokens take the ids below them).
+fn tekken(json: &Value) -> Result<(Tokens, Split), String> {
+    let config = &json["config"];
+    let pattern = config["pattern"].as_str().ok_or("a Tekken file without config.pattern")?;
+    let split = Split::of_regex(pattern)
+        .ok_or_else(|| format!("a Tekken file whose split pattern is not one the engine implements: {pattern:?}"))?;
+    let size = config["default_vocab_size"].as_u64().ok_or("a Tekken file without config.default_vocab_size")?;
+    let special = config["default_num_special_tokens"].as_u64().ok_or("a Tekken file without config.default_num_special_tokens")?;
+    let n = size.checked_sub(special).ok_or("config.default_num_special_tokens is larger than default_vocab_size")? as usize;
+    let mut ranked = Vec::new();
+    for entry in json["vocab"].as_array().into_iter().flatten() {
+        let rank = entry["rank"].as_u64().ok_or("a vocab entry without a rank")? as usize;
+        if rank >= n {
+            continue;
+        }
+        let b64 = entry["token_bytes"].as_str().ok_or("a vocab entry without token_bytes")?;
+        let token = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("rank {rank}: {e}"))?;
+        ranked.push((rank, token));
+    }
+    if ranked.len() != n {
+        return Err(format!("{} of the {n} ordinary ranks are in the vocab list", ranked.len()));
+    }
+    Ok((by_rank(ranked)?, split))
+}
+
+/// A Hugging Face tokenizer.json of a byte-level BPE. Its merge list is turned into ranks only
+/// when the two agree on every text: when the merges are ordered by the rank of the token they
+/// make, and every way of cutting a token into two tokens is a merge. Then "merge the pair whose
+/// token has the lowest rank" (the engine's rule, tiktoken's) and "apply the merge listed first"
+/// (the file's rule) make the same tokens.
+fn hugging_face(json: &Value) -> Result<(Tokens, Split), String> {
+    let model = &json["model"];
+    let kind = model["type"].as_str().unwrap_or("?");
+    if kind != "BPE" {
+        return Err(format!("a {kind} model: only byte-level BPE models are supported"));
+    }
+    let pre = &json["pre_tokenizer"];
+    let steps: Vec<&Value> = match pre["type"].as_str() {
+        Some("Sequence") => pre["pretokenizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default(),
+        Some(_) => vec![pre],
+        None => Vec::new(),
+    };
+    let byte_level = steps.iter().any(|s| s["type"] == "ByteLevel");
+    if !byte_level {
+        let fallback = model["byte_fallback"].as_bool().unwrap_or(false);
+        return Err(if fallback {
+            "a SentencePiece-style BPE (byte fallback, no byte-level mapping): not supported yet".to_owned()
+        } else {
+            "a BPE without the ByteLevel pre-tokenizer: only byte-level BPE models are supported".to_owned()
+        });
+    }
+    if let Some(kind) = json["normalizer"]["type"].as_str() {
+        let empty = kind == "Sequence" && json["normalizer"]["normalizers"].as_array().is_some_and(Vec::is_empty);
+        if !empty {
+            return Err(format!("the normalizer {kind} is not supported yet"));
+        }
+    }
+    let mut regexes = Vec::new();
+    for step in &steps {
+        match step["type"].as_str() {
+            Some("Split") => {
+                let isolated = step["behavior"] == "Isolated" && step["invert"] != true;
+                let regex = step["pattern"]["Regex"].as_str();
+                match (isolated, regex) {
+                    (true, Some(regex)) => regexes.push(regex),
+                    _ => return Err(format!("a Split pre-tokenizer other than an isolated regex: {step}")),
+                }
+            }
+            Some("ByteLevel") if step["use_regex"] == false => {}
+            Some("ByteLevel") => return Err("ByteLevel with its own GPT-2 regex: not supported".to_owned()),
+            other => return Err(format!("the pre-tokenizer {} is not supported", other.unwrap_or("?"))),
+        }
+    }
+    let split = match regexes.as_slice() {
+        [regex] => Split::of_regex(regex).ok_or_else(|| format!("a split pattern the engine does not implement: {regex:?}"))?,
+        _ => return Err(format!("{} split patterns in a row: not supported", regexes.len())),
+    };
+    let vocab = model["vocab"].as_object().ok_or("model.vocab is not an object")?;
+    let bytes_of = byte_decoder();
+    let mut ranked = Vec::with_capacity(vocab.len());
+    for (token, id) in vocab {
+        let id = id.as_u64().ok_or_else(|| format!("the id of {token:?} is not a number"))? as usize;
+        let bytes: Option<Vec<u8>> = token.chars().map(|c| bytes_of.get(&c).copied()).collect();
+        let bytes = bytes.ok_or_else(|| format!("the token {token:?} is not in the byte-level alphabet"))?;
+        ranked.push((id, bytes));
+    }
+    let tokens = by_rank(ranked)?;
+    let merges = merges(model, &bytes_of)?;
+    rank_equivalent(&tokens, &merges)?;
+    Ok((tokens, split))
+}
+
+/// The merge list as pairs of token bytes: `"a b"` strings or `["a", "b"]` pairs.
+fn merges(model: &Value, bytes_of: &HashMap<char, u8>) -> Result<Vec<Merge>, String> {
+    let decode = |s: &str| -> Result<Vec<u8>, String> {
+        s.chars().map(|c| bytes_of.get(&c).copied()).collect::<Option<Vec<u8>>>().ok_or_else(|| format!("the merge part {s:?} is not byte-level"))
+    };
+    let mut out = Vec::new();
+    for m in model["merges"].as_array().ok_or("model.merges is not a list")? {
+        let (a, b) = match m {
+            Value::String(s) => s.split_once(' ').ok_or_else(|| format!("the merge {s:?} is not two parts"))?,
+            Value::Array(pair) => match pair.as_slice() {
+                [Value::String(a), Value::String(b)] => (a.as_str(), b.as_str()),
+                _ => return Err(format!("the merge {m} is not two parts")),
+            },
+            _ => return Err(format!("the merge {m} is not two parts")),
+        };
+        out.push((decode(a)?, decode(b)?));
+    }
+    Ok(out)
+}
+
+/// Whether the merge list and the ranks give the same tokens on every text (see
+/// [`hugging_face`]); the error says which condition fails, with an example.
+fn rank_equivalent(tokens: &[Option<Vec<u8>>], merges: &[Merge]) -> Result<(), String> {
+    let rank: HashMap<&[u8], usize> = tokens.iter().enumerate().filter_map(|(r, t)| t.as_deref().map(|t| (t, r))).collect();
+    let mut listed: HashSet<(&[u8], &[u8])> = HashSet::with_capacity(merges.len());
+    let mut last = 0;
+    for (i, (a, b)) in merges.iter().enumerate() {
+        let joined = [a.as_slice(), b.as_slice()].concat();
+        let r = *rank.get(joined.as_slice()).ok_or_else(|| format!("merge {i} makes a string that is no token"))?;
+        if r < last {
+            return Err(format!("the merges are not in the order of the tokens they make (merge {i}): merge lists like this are not supported yet"));
+        }
+        last = r;
+        listed.insert((a, b));
+    }
+    let mut missing = 0;
+    let mut example = String::new();
+    for t in tokens.iter().flatten() {
+        for k in 1..t.len() {
+            let (a, b) = t.split_at(k);
+            if rank.contains_key(a) && rank.contains_key(b) && !listed.contains(&(a, b)) {
+                if missing == 0 {
+                    let _ = write!(example, "{:?} + {:?}", String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+                }
+                missing += 1;
+            }
+        }
+    }
+    if missing > 0 {
+        return Err(format!(
+            "{missing} ways of cutting a token into two tokens are not merges (e.g. {example}), so the merge list is not equivalent to ranks: such merge lists are not supported yet"
+        ));
+    }
+    Ok(())
+}
+
+/// GPT-2's byte-level alphabet: each byte's stand-in character, reversed.
+fn byte_decoder() -> HashMap<char, u8> {
+    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    let mut next = 256u32;
+    let mut out = HashMap::new();
+    for b in 0..=255u8 {
+        let c = if printable(b) {
+            u32::from(b)
+        } else {
+            next += 1;
+            next - 1
+        };
+        if let Some(c) = char::from_u32(c) {
+            out.insert(c, b);
+        }
+    }
+    out
+}
+
+/// Tokens by rank from (rank, bytes); ranks must be distinct and bytes distinct.
+fn by_rank(mut ranked: Vec<(usize, Vec<u8>)>) -> Result<Tokens, String> {
+    ranked.sort();
+    let n = ranked.last().map_or(0, |(r, _)| r + 1);
+    let mut tokens = vec![None; n];
+    let mut seen = HashSet::with_capacity(ranked.len());
+    for (r, t) in ranked {
+        if tokens[r].is_some() {
+            return Err(format!("rank {r} is given twice"));
+        }
+        if !seen.insert(t.clone()) {
+            return Err(format!("the token {:?} has two ranks", String::from_utf8_lossy(&t)));
+        }
+        tokens[r] = Some(t);
+    }
+    Ok(tokens)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
