@@ -101,9 +101,11 @@ mod v{index} {{
         pretokenize::ascii_piece(t, i, layout::load8(t, i), {cl100k}).unwrap_or_else(|| pretokenize::{next}(t, i))
     }}
 
-    pub static TOKENIZER: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, count, piece }};
+    pub static TOKENIZER: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, count, piece, added: {added}, prefix_tokens: {prefix} }};
 }}
 "#,
+        added = added_ref(out, index, v),
+        prefix = v.prefix_tokens,
         name = v.name,
         format = v.format,
         tokens = v.tokens.iter().flatten().count(),
@@ -119,6 +121,84 @@ mod v{index} {{
         memo_id = 2 + index,
         max_letter_run = max_letter_run(&v.tokens),
     )
+}
+
+/// The `added` field of a vocabulary's `Tokenizer`: `None`, or a static `Added` with its trie (in
+/// `out/extra/<index>/added_*.bin`).
+fn added_ref(out: &Path, index: usize, v: &Vocabulary) -> String {
+    if v.added.is_empty() {
+        return "None".to_owned();
+    }
+    let trie = Trie::of(&v.added);
+    let dir = out.join("extra").join(index.to_string());
+    let _ = std::fs::create_dir_all(&dir);
+    let words = |w: &[u32]| w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    write(&dir.join("added_offsets.bin"), &words(&trie.offsets));
+    write(&dir.join("added_bytes.bin"), &trie.bytes);
+    write(&dir.join("added_next.bin"), &words(&trie.next));
+    write(&dir.join("added_ends.bin"), &trie.ends.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>());
+    let file = |f: &str| format!("concat!(env!(\"OUT_DIR\"), \"/extra/{index}/{f}\")");
+    let aligned = |f: &str| format!("&vocab::Aligned(*include_bytes!({}))", file(f));
+    format!(
+        "Some({{ static O: &vocab::Aligned<[u8]> = {o}; static N: &vocab::Aligned<[u8]> = {n}; static E: &vocab::Aligned<[u8]> = {e}; \
+         static A: added::Added = added::Added {{ first: {first:?}, offsets: vocab::as_u32s(O), bytes: include_bytes!({b}), next: vocab::as_u32s(N), ends: vocab::as_words(E) }}; &A }})",
+        first = trie.first,
+        o = aligned("added_offsets.bin"),
+        b = file("added_bytes.bin"),
+        n = aligned("added_next.bin"),
+        e = aligned("added_ends.bin"),
+    )
+}
+
+/// A byte trie of strings, flattened (see `src/tokenize/added.rs`).
+struct Trie {
+    first: [u64; 4],
+    offsets: Vec<u32>,
+    bytes: Vec<u8>,
+    next: Vec<u32>,
+    ends: Vec<u64>,
+}
+
+impl Trie {
+    fn of(strings: &[Vec<u8>]) -> Trie {
+        // Nodes as sorted edge maps, then numbered breadth-first.
+        let mut children: Vec<std::collections::BTreeMap<u8, usize>> = vec![Default::default()];
+        let mut end = vec![false];
+        for s in strings {
+            let mut node = 0;
+            for &b in s {
+                node = match children[node].get(&b) {
+                    Some(&c) => c,
+                    None => {
+                        children.push(Default::default());
+                        end.push(false);
+                        let c = children.len() - 1;
+                        children[node].insert(b, c);
+                        c
+                    }
+                };
+            }
+            end[node] = true;
+        }
+        let mut first = [0u64; 4];
+        for &b in children[0].keys() {
+            first[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+        let mut offsets = vec![0u32];
+        let (mut bytes, mut next) = (Vec::new(), Vec::new());
+        for edges in &children {
+            for (&b, &c) in edges {
+                bytes.push(b);
+                next.push(c as u32);
+            }
+            offsets.push(bytes.len() as u32);
+        }
+        let mut ends = vec![0u64; children.len().div_ceil(64)];
+        for (k, _) in end.iter().enumerate().filter(|(_, &e)| e) {
+            ends[k / 64] |= 1 << (k % 64);
+        }
+        Trie { first, offsets, bytes, next, ends }
+    }
 }
 
 /// What a vocabulary counts as, if not as itself.
@@ -139,10 +219,12 @@ pub fn extra_tokenizers(out: &Path, vocabs: &[(Vocabulary, Option<Same>)]) {
             Some(Same::Earlier(j)) => {
                 let _ = write!(
                     code,
-                    "\n/// `{name}`: {format}, the vocabulary and pattern of `{earlier}`.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, count: v{j}::count, piece: v{j}::piece }};\n",
+                    "\n/// `{name}`: {format}, the vocabulary and pattern of `{earlier}`.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, count: v{j}::count, piece: v{j}::piece, added: {added}, prefix_tokens: {prefix} }};\n",
                     name = v.name,
                     format = v.format,
                     earlier = vocabs.get(*j).map_or("", |(e, _)| e.name.as_str()),
+                    added = added_ref(out, index, v),
+                    prefix = v.prefix_tokens,
                 );
                 list.push(format!("&V{index}"));
             }
@@ -153,9 +235,11 @@ pub fn extra_tokenizers(out: &Path, vocabs: &[(Vocabulary, Option<Same>)]) {
                 };
                 let _ = write!(
                     code,
-                    "\n/// `{name}`: {format}, the vocabulary and pattern of {encoding}.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: Some(Encoding::{enc}), count: count_{suffix}, piece: piece_{suffix} }};\n",
+                    "\n/// `{name}`: {format}, the vocabulary and pattern of {encoding}.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: Some(Encoding::{enc}), count: count_{suffix}, piece: piece_{suffix}, added: {added}, prefix_tokens: {prefix} }};\n",
                     name = v.name,
                     format = v.format,
+                    added = added_ref(out, index, v),
+                    prefix = v.prefix_tokens,
                 );
                 list.push(format!("&V{index}"));
             }

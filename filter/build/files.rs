@@ -50,6 +50,11 @@ pub struct Vocabulary {
     /// Special tokens are not here: text that looks like one is counted as text.
     pub tokens: Tokens,
     pub split: Split,
+    /// The added tokens' texts (Hugging Face files), which count as one token wherever they
+    /// appear in a text.
+    pub added: Vec<Vec<u8>>,
+    /// The special tokens the file's post-processor puts around a single text (a BOS).
+    pub prefix_tokens: u8,
     /// What the file was read as, for the build log.
     pub format: &'static str,
 }
@@ -82,10 +87,14 @@ pub fn read(name: &str, path: &PathBuf) -> Result<Vocabulary, String> {
     let bytes = fs::read(path).map_err(|e| format!("{ENV}: {name}={}: {e}", path.display()))?;
     let what = |e: String| format!("{ENV}: {name}={}: {e}", path.display());
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let mut added = Vec::new();
+    let mut prefix_tokens = 0;
     let (tokens, split, format) = if first == Some(&b'{') {
         let json: Value = serde_json::from_slice(&bytes).map_err(|e| what(format!("not valid JSON ({e})")))?;
         if json.get("model").is_some() {
             let (tokens, split) = hugging_face(&json).map_err(what)?;
+            added = added_tokens(&json).map_err(what)?;
+            prefix_tokens = template_specials(&json["post_processor"]);
             (tokens, split, "Hugging Face tokenizer.json")
         } else if json.get("config").is_some() && json.get("vocab").is_some_and(Value::is_array) {
             let (tokens, split) = tekken(&json).map_err(what)?;
@@ -98,7 +107,37 @@ pub fn read(name: &str, path: &PathBuf) -> Result<Vocabulary, String> {
         (tokens, split, "tiktoken rank file")
     };
     check_tokens(&tokens).map_err(what)?;
-    Ok(Vocabulary { name: name.to_owned(), tokens, split, format })
+    Ok(Vocabulary { name: name.to_owned(), tokens, split, added, prefix_tokens, format })
+}
+
+/// The texts of a Hugging Face file's added tokens. Every one is matched as it is written
+/// (none of the supported files strips spaces around one or requires word boundaries).
+fn added_tokens(json: &Value) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    for t in json["added_tokens"].as_array().into_iter().flatten() {
+        let content = t["content"].as_str().ok_or("an added token without content")?;
+        for flag in ["lstrip", "rstrip", "single_word"] {
+            if t[flag] == true {
+                return Err(format!("the added token {content:?} has {flag}: not supported yet"));
+            }
+        }
+        if !content.is_empty() {
+            out.push(content.as_bytes().to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// How many special tokens a post-processor puts around a single text (its
+/// `TemplateProcessing`'s `single`, possibly inside a `Sequence`).
+fn template_specials(post: &Value) -> u8 {
+    match post["type"].as_str() {
+        Some("TemplateProcessing") => {
+            post["single"].as_array().into_iter().flatten().filter(|p| p.get("SpecialToken").is_some()).count() as u8
+        }
+        Some("Sequence") => post["processors"].as_array().into_iter().flatten().map(template_specials).sum(),
+        _ => 0,
+    }
 }
 
 /// Every token fits the table layout, and every byte is a token (so every text can be merged).

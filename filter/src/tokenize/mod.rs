@@ -9,6 +9,7 @@
 //! the module's data section: nothing is built when a VM starts. Text that looks like a special
 //! token (`<|endoftext|>`) is counted as ordinary text, as the API does for user content.
 
+mod added;
 mod bpe;
 mod layout;
 pub mod patterns;
@@ -18,6 +19,7 @@ mod vocab;
 
 use std::fmt;
 
+use added::Added;
 use vocab::{Tables, Vocab};
 
 /// The tiktoken encodings tokengate counts with.
@@ -73,6 +75,12 @@ pub struct Tokenizer {
     count: fn(&[u8], u64) -> Count,
     /// The end of the pre-tokenizer's piece at an index.
     piece: fn(&[u8], usize) -> usize,
+    /// The added tokens its file's tokenizer finds anywhere in the text (none for the built-in
+    /// encodings: OpenAI counts special-token text as text).
+    added: Option<&'static Added>,
+    /// The special tokens its file's tokenizer adds around a text it is asked to encode with
+    /// special tokens (a BOS), as vLLM encodes a completion's prompt.
+    prefix_tokens: u8,
 }
 
 impl fmt::Debug for Tokenizer {
@@ -136,10 +144,22 @@ fn piece_o200k(t: &[u8], i: usize) -> usize {
     pretokenize::ascii_piece(t, i, layout::load8(t, i), false).unwrap_or_else(|| pretokenize::next_o200k(t, i))
 }
 
-static CL100K: Tokenizer =
-    Tokenizer { name: "cl100k_base", encoding: Some(Encoding::Cl100kBase), count: count_cl100k, piece: piece_cl100k };
-static O200K: Tokenizer =
-    Tokenizer { name: "o200k_base", encoding: Some(Encoding::O200kBase), count: count_o200k, piece: piece_o200k };
+static CL100K: Tokenizer = Tokenizer {
+    name: "cl100k_base",
+    encoding: Some(Encoding::Cl100kBase),
+    count: count_cl100k,
+    piece: piece_cl100k,
+    added: None,
+    prefix_tokens: 0,
+};
+static O200K: Tokenizer = Tokenizer {
+    name: "o200k_base",
+    encoding: Some(Encoding::O200kBase),
+    count: count_o200k,
+    piece: piece_o200k,
+    added: None,
+    prefix_tokens: 0,
+};
 
 /// The vocabularies the build read from model files (`filter/build/codegen.rs`).
 mod extra {
@@ -199,7 +219,33 @@ impl Tokenizer {
     /// limit is passed (at the end of the piece that passed it, or inside a long piece), so a
     /// huge text costs about `limit` tokens of work, not its length.
     pub fn count_until(&self, text: &str, limit: u64) -> Count {
-        (self.count)(text.as_bytes(), limit)
+        let t = text.as_bytes();
+        let Some(added) = self.added else { return (self.count)(t, limit) };
+        // Each added token is one token; the text between them is counted on its own, as the
+        // file's tokenizer splits there before anything else.
+        let mut total = 0u64;
+        let mut start = 0;
+        while let Some((at, len)) = added.next(t, start) {
+            match (self.count)(t.get(start..at).unwrap_or(&[]), limit - total) {
+                Count::Within(n) => total += n,
+                Count::Over { counted, .. } => return Count::Over { counted: total + counted, complete: false },
+            }
+            total += 1;
+            start = at + len;
+            if total > limit {
+                return Count::Over { counted: total, complete: start == t.len() };
+            }
+        }
+        match (self.count)(t.get(start..).unwrap_or(&[]), limit - total) {
+            Count::Within(n) => Count::Within(total + n),
+            Count::Over { counted, complete } => Count::Over { counted: total + counted, complete },
+        }
+    }
+
+    /// The special tokens this tokenizer's file adds around a text encoded with special tokens
+    /// (vLLM's completions and embeddings): a BOS for some models, none for the built-ins.
+    pub fn prefix_tokens(&self) -> u64 {
+        u64::from(self.prefix_tokens)
     }
 
     /// The pre-tokenizer's pieces of `text` (the split pattern's matches), for tests and tools.
