@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::request::ChatFormat;
 use crate::tokenize::{Encoding, Tokenizer};
 
 mod raw;
@@ -116,6 +117,8 @@ pub struct ModelRule {
     pub tokenizer: Option<&'static Tokenizer>,
     /// `None`: the global `max_prompt_tokens`.
     pub max_prompt_tokens: Option<u64>,
+    /// How the model's chat requests are rendered and counted.
+    pub chat: ChatFormat,
 }
 
 /// What applies to one request's model.
@@ -212,6 +215,13 @@ impl Config {
         Config::try_from(RawConfig::from_json(bytes)?)
     }
 
+    /// The chat format for a request naming `model`: the matching rule's, else OpenAI's rule.
+    pub fn chat_format_for(&self, model: Option<&str>) -> ChatFormat {
+        model
+            .and_then(|m| self.models.iter().find(|r| r.pattern.matches(m)))
+            .map_or(ChatFormat::OpenAi, |r| r.chat)
+    }
+
     /// The tokenizer and prompt limit for a request naming `model` (or none).
     pub fn policy_for(&self, model: Option<&str>) -> ModelPolicy {
         let rule = model.and_then(|m| self.models.iter().find(|r| r.pattern.matches(m)));
@@ -272,10 +282,21 @@ impl TryFrom<RawConfig> for Config {
                     MAX_TOKEN_LIMIT,
                 )?),
             };
+            let chat = match rule.chat.as_deref() {
+                None => ChatFormat::OpenAi,
+                Some(name) => ChatFormat::from_name(name).ok_or_else(|| {
+                    let known: Vec<&str> = ChatFormat::ALL.iter().map(|f| f.name()).collect();
+                    ConfigError::InvalidValue {
+                        field: field("chat"),
+                        reason: format!("names {name:?}, which is not a chat format (known: {})", known.join(", ")),
+                    }
+                })?,
+            };
             models.push(ModelRule {
                 pattern: ModelPattern::parse(&field("match"), &rule.pattern)?,
                 tokenizer,
                 max_prompt_tokens,
+                chat,
             });
         }
         for (pattern, encoding) in BUILTIN_RULES {
@@ -283,6 +304,7 @@ impl TryFrom<RawConfig> for Config {
                 pattern: ModelPattern::parse("built-in rule", pattern)?,
                 tokenizer: Some(Tokenizer::of(*encoding)),
                 max_prompt_tokens: None,
+                chat: ChatFormat::OpenAi,
             });
         }
 

@@ -64,6 +64,7 @@ pub struct RawModelRule {
     pub tokenizer: Option<String>,
     pub encoding: Option<String>,
     pub max_prompt_tokens: Option<u64>,
+    pub chat: Option<String>,
 }
 
 /// The `api_key` object.
@@ -98,7 +99,7 @@ impl RawConfig {
         Ok(RawConfig {
             tokenizer: top.string("tokenizer")?,
             encoding: top.string("encoding")?,
-            models: top.each("models", &["match", "tokenizer", "encoding", "max_prompt_tokens"], model_rule)?,
+            models: top.each("models", &["match", "tokenizer", "encoding", "max_prompt_tokens", "chat"], model_rule)?,
             max_prompt_tokens: top.u64("max_prompt_tokens")?,
             max_output_tokens: top.u64("max_output_tokens")?,
             max_body_bytes: top.u64("max_body_bytes")?,
@@ -122,6 +123,7 @@ fn model_rule(f: &Fields) -> Result<RawModelRule, ConfigError> {
         tokenizer: f.string("tokenizer")?,
         encoding: f.string("encoding")?,
         max_prompt_tokens: f.u64("max_prompt_tokens")?,
+        chat: f.string("chat")?,
     })
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::config::{Config, QuotaConfig};
 use crate::key::{key_from_header, key_id};
 use crate::reject::{ErrorCode, Rejection};
-use crate::request::{classify, count_prompt, Api, Exactness, MaxOutput};
+use crate::request::{classify, count_prompt_as, Api, Exactness, MaxOutput, RequestError};
 use crate::quota::bucket::Refusal;
 use crate::quota::{self, KeyName, QuotaError, Quotas, Snapshot, Store};
 use crate::tokenize::Tokenizer;
@@ -147,13 +147,7 @@ pub fn decide_body(
     let request = match classify(&value, path) {
         Ok(Some(r)) => r,
         Ok(None) => return BodyDecision::PassThrough,
-        Err(crate::request::RequestError::InvalidField { param, reason }) => {
-            return BodyDecision::Reject(Rejection::new(
-                ErrorCode::InvalidValue,
-                Some(param),
-                format!("Invalid value for '{param}': {reason}."),
-            ))
-        }
+        Err(e) => return BodyDecision::Reject(invalid_request(&e)),
     };
     if let (Some(asked), Some(max)) = (request.max_output, config.max_output_tokens) {
         if asked.tokens > max {
@@ -169,7 +163,11 @@ pub fn decide_body(
     }
 
     let policy = config.policy_for(request.model);
-    let count = count_prompt(&request, policy.tokenizer, policy.max_prompt_tokens, config.image_tokens);
+    let chat = config.chat_format_for(request.model);
+    let count = match count_prompt_as(&request, body, chat, policy.tokenizer, policy.max_prompt_tokens, config.image_tokens) {
+        Ok(count) => count,
+        Err(e) => return BodyDecision::Reject(invalid_request(&e)),
+    };
     if count.over_limit {
         let what = request.api.prompt_param();
         let at_least = if count.stopped_early { "at least " } else { "" };
@@ -191,6 +189,19 @@ pub fn decide_body(
         stream: request.stream,
         include_usage: request.include_usage,
     })
+}
+
+/// The 400 for a request field no OpenAI-compatible server accepts, or a conversation the
+/// model's chat template refuses.
+fn invalid_request(e: &RequestError) -> Rejection {
+    let param = e.param();
+    let message = match e {
+        RequestError::Unrenderable { format, reason } => {
+            format!("Invalid value for '{param}': the {format} chat template refuses this conversation ({reason}).")
+        }
+        RequestError::InvalidField { reason, .. } => format!("Invalid value for '{param}': {reason}."),
+    };
+    Rejection::new(ErrorCode::InvalidValue, Some(param), message)
 }
 
 /// Output tokens to reserve and route for: what the request asked for, else the quota's default.

@@ -4,12 +4,16 @@
 //! The API is told by the body's shape, not the path, so any route prefix works: `messages` is
 //! chat completions, `prompt` legacy completions, `input` embeddings or the responses API.
 
+mod chat;
 mod prompt;
 
 use serde_json::{Map, Value};
 use std::fmt;
 
+pub use chat::{ChatError, ChatFormat};
 pub use prompt::{count_prompt, Exactness, PromptCount};
+
+use crate::tokenize::Tokenizer;
 
 /// The OpenAI API a body belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,17 +69,54 @@ pub struct LlmRequest<'a> {
 #[non_exhaustive]
 pub enum RequestError {
     InvalidField { param: &'static str, reason: &'static str },
+    /// The model's chat template refuses the conversation (the backend answers 400 too).
+    Unrenderable { format: ChatFormat, reason: &'static str },
+}
+
+impl RequestError {
+    /// The request field at fault.
+    pub fn param(&self) -> &'static str {
+        match self {
+            RequestError::InvalidField { param, .. } => param,
+            RequestError::Unrenderable { .. } => "messages",
+        }
+    }
 }
 
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RequestError::InvalidField { param, reason } => write!(f, "'{param}' {reason}"),
+            RequestError::Unrenderable { format, reason } => {
+                write!(f, "'messages' cannot be rendered with the {format} chat format: {reason}")
+            }
         }
     }
 }
 
 impl std::error::Error for RequestError {}
+
+/// Counts the prompt of `request` under the model's chat format: chat completions in a
+/// template's format are rendered as the backend renders them and counted run by run; the
+/// OpenAI format and the other APIs follow [`count_prompt`]. `raw` is the body as received (the
+/// tools' key order is read from it). Counting stops past twice `limit`, as [`count_prompt`]'s.
+pub fn count_prompt_as(
+    request: &LlmRequest<'_>,
+    raw: &[u8],
+    format: ChatFormat,
+    tokenizer: &Tokenizer,
+    limit: u64,
+    image_tokens: u64,
+) -> Result<PromptCount, RequestError> {
+    if format == ChatFormat::OpenAi || request.api != Api::ChatCompletions {
+        return Ok(count_prompt(request, tokenizer, limit, image_tokens));
+    }
+    match chat::render(format, request.body, raw) {
+        Ok(prompt) => Ok(chat::count(&prompt, format, tokenizer, limit, image_tokens)),
+        Err(ChatError::Invalid(reason)) => Err(RequestError::InvalidField { param: "messages", reason }),
+        Err(ChatError::Refused(reason)) => Err(RequestError::Unrenderable { format, reason }),
+    }
+}
 
 /// Fields that ask for an output size, in the order they are honoured.
 const MAX_OUTPUT_FIELDS: [&str; 3] = ["max_completion_tokens", "max_tokens", "max_output_tokens"];
