@@ -62,7 +62,10 @@ pub fn span_hash(o200k: bool, window: u32, left: usize, right: usize) -> (usize,
 pub const MAX_TOKEN_LEN: usize = 1 << LEN_BITS;
 
 /// Character classes (one byte per code point in the Unicode table). Every code point has
-/// exactly one: White_Space never overlaps letters, marks or numbers.
+/// exactly one: White_Space never overlaps letters, marks, numbers, punctuation or symbols, and
+/// the general categories are disjoint.
+/// None of the others: controls that are not White_Space, format characters, surrogates,
+/// private use and unassigned code points.
 pub const C_OTHER: u8 = 0;
 /// White_Space other than `\r` and `\n`.
 pub const C_SPACE: u8 = 1;
@@ -78,6 +81,8 @@ pub const C_LOWER: u8 = 5;
 pub const C_LETTER: u8 = 6;
 /// `\p{M}`.
 pub const C_MARK: u8 = 7;
+/// `\p{P}` or `\p{S}` (DeepSeek's pattern names them; the others only their complement).
+pub const C_PUNCT: u8 = 8;
 
 /// Code points per block of the Unicode table.
 pub const UNICODE_BLOCK_BITS: u32 = 7;

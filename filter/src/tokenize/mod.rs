@@ -16,6 +16,8 @@ mod vocab;
 
 use std::fmt;
 
+pub use pretokenize::Split;
+
 use vocab::Vocab;
 
 /// The tiktoken encodings tokengate counts with.
@@ -63,7 +65,7 @@ pub enum Count {
 /// One encoding, ready to count.
 pub struct Tokenizer {
     encoding: Encoding,
-    next_piece: fn(&[u8], usize) -> usize,
+    split: Split,
 }
 
 impl fmt::Debug for Tokenizer {
@@ -77,7 +79,7 @@ fn count_with(
     vocab: &Vocab,
     t: &[u8],
     limit: u64,
-    cl100k: bool,
+    split: Split,
     next_piece: impl Fn(&[u8], usize) -> usize,
 ) -> Count {
     let mut scratch = bpe::Scratch::default();
@@ -88,7 +90,7 @@ fn count_with(
         // the full scanner decides the rest.
         // One load of the piece's first 8 bytes for both steps.
         let w = layout::load8(t, i);
-        let e = pretokenize::ascii_piece(t, i, w, cl100k).unwrap_or_else(|| next_piece(t, i));
+        let e = pretokenize::ascii_piece(t, i, w, split).unwrap_or_else(|| next_piece(t, i));
         let (n, finished) = bpe::count_piece(vocab, &mut scratch, t, i, e, w, limit.saturating_sub(total));
         total += n;
         if total > limit {
@@ -99,10 +101,8 @@ fn count_with(
     Count::Within(total)
 }
 
-static CL100K: Tokenizer =
-    Tokenizer { encoding: Encoding::Cl100kBase, next_piece: pretokenize::next_cl100k };
-static O200K: Tokenizer =
-    Tokenizer { encoding: Encoding::O200kBase, next_piece: pretokenize::next_o200k };
+static CL100K: Tokenizer = Tokenizer { encoding: Encoding::Cl100kBase, split: Split::Cl100k };
+static O200K: Tokenizer = Tokenizer { encoding: Encoding::O200kBase, split: Split::O200k };
 
 impl Tokenizer {
     /// The tokenizer for `encoding`, shared by the whole process (on wasm: the VM). Its tables
@@ -140,27 +140,16 @@ impl Tokenizer {
         // One loop per encoding, so the pre-tokenizer is inlined into it, and the vocabulary
         // named as its static, so its fields fold into the code as constants.
         match self.encoding {
-            Encoding::Cl100kBase => count_with(&vocab::CL100K, text.as_bytes(), limit, true, pretokenize::next_cl100k),
-            Encoding::O200kBase => count_with(&vocab::O200K, text.as_bytes(), limit, false, pretokenize::next_o200k),
+            Encoding::Cl100kBase => {
+                count_with(&vocab::CL100K, text.as_bytes(), limit, Split::Cl100k, pretokenize::next_cl100k)
+            }
+            Encoding::O200kBase => count_with(&vocab::O200K, text.as_bytes(), limit, Split::O200k, pretokenize::next_o200k),
         }
     }
 
     /// The pre-tokenizer's pieces of `text` (the split pattern's matches), for tests and tools.
     pub fn pieces<'t>(&self, text: &'t str) -> impl Iterator<Item = &'t str> + 't {
-        let next = self.next_piece;
-        let cl100k = self.encoding == Encoding::Cl100kBase;
-        let mut i = 0;
-        std::iter::from_fn(move || {
-            let t = text.as_bytes();
-            if i >= t.len() {
-                return None;
-            }
-            // The same two steps as counting: the ASCII fast path, else the full scanner.
-            let e = pretokenize::ascii_piece(t, i, layout::load8(t, i), cl100k).unwrap_or_else(|| next(t, i));
-            let piece = text.get(i..e);
-            i = e;
-            piece
-        })
+        self.split.pieces(text)
     }
 }
 

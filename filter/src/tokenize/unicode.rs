@@ -1,6 +1,6 @@
 //! Character classes of the split patterns, from the generated two-level table.
 
-use super::layout::{UNICODE_BLOCK_BITS, C_CRLF, C_LETTER, C_LOWER, C_MARK, C_NUMBER, C_OTHER, C_SPACE, C_UPPER};
+use super::layout::{UNICODE_BLOCK_BITS, C_CRLF, C_LETTER, C_LOWER, C_MARK, C_NUMBER, C_OTHER, C_PUNCT, C_SPACE, C_UPPER};
 
 static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/unicode_classes.bin"));
 
@@ -8,8 +8,8 @@ static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/unicode_classes.
 const LEVEL1_BYTES: usize = (0x11_0000 >> UNICODE_BLOCK_BITS) * 2;
 
 /// Class sets as bit masks over the class numbers.
-pub const fn set(classes: &[u8]) -> u8 {
-    let mut m = 0u8;
+pub const fn set(classes: &[u8]) -> u16 {
+    let mut m = 0u16;
     let mut i = 0;
     while i < classes.len() {
         m |= 1 << classes[i];
@@ -19,24 +19,30 @@ pub const fn set(classes: &[u8]) -> u8 {
 }
 
 /// `\p{L}`.
-pub const LETTERS: u8 = set(&[C_UPPER, C_LOWER, C_LETTER]);
+pub const LETTERS: u16 = set(&[C_UPPER, C_LOWER, C_LETTER]);
 /// `\p{N}`.
-pub const NUMBERS: u8 = set(&[C_NUMBER]);
+pub const NUMBERS: u16 = set(&[C_NUMBER]);
 /// `\s`.
-pub const SPACES: u8 = set(&[C_SPACE, C_CRLF]);
+pub const SPACES: u16 = set(&[C_SPACE, C_CRLF]);
 /// `[^\s\p{L}\p{N}]`.
-pub const SYMBOLS: u8 = set(&[C_OTHER, C_MARK]);
+pub const SYMBOLS: u16 = set(&[C_OTHER, C_PUNCT, C_MARK]);
 /// `[^\r\n\p{L}\p{N}]`.
-pub const PREFIX: u8 = set(&[C_OTHER, C_MARK, C_SPACE]);
+pub const PREFIX: u16 = set(&[C_OTHER, C_PUNCT, C_MARK, C_SPACE]);
 /// o200k's `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]`.
-pub const UPPERISH: u8 = set(&[C_UPPER, C_LETTER, C_MARK]);
+pub const UPPERISH: u16 = set(&[C_UPPER, C_LETTER, C_MARK]);
 /// o200k's `[\p{Ll}\p{Lm}\p{Lo}\p{M}]`.
-pub const LOWERISH: u8 = set(&[C_LOWER, C_LETTER, C_MARK]);
+pub const LOWERISH: u16 = set(&[C_LOWER, C_LETTER, C_MARK]);
 /// In both of the above.
-pub const BOTH: u8 = set(&[C_LETTER, C_MARK]);
+pub const BOTH: u16 = set(&[C_LETTER, C_MARK]);
+/// `[\p{L}\p{M}]`.
+pub const LETTERS_MARKS: u16 = set(&[C_UPPER, C_LOWER, C_LETTER, C_MARK]);
+/// `[^\s\p{L}\p{M}\p{N}]`.
+pub const SYMBOLS_NO_MARKS: u16 = set(&[C_OTHER, C_PUNCT]);
+/// `[\p{P}\p{S}]`.
+pub const PUNCT: u16 = set(&[C_PUNCT]);
 
 #[inline(always)]
-pub fn in_set(class: u8, set: u8) -> bool {
+pub fn in_set(class: u8, set: u16) -> bool {
     set & (1 << class) != 0
 }
 
