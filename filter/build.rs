@@ -29,6 +29,7 @@ fn main() {
     write(&out.join("vocab_front.bin"), &front);
     write(&out.join("vocab_tails.bin"), &tails);
     write(&out.join("unicode_classes.bin"), &unicode_classes());
+    write(&out.join("unicode_punct.bin"), &unicode_punct());
     write(&out.join("cl100k_pairs.bin"), &pairs(&cl100k));
     write(&out.join("o200k_pairs.bin"), &pairs(&o200k));
     write(&out.join("cl100k_inside.bin"), &inside(&cl100k));
@@ -356,23 +357,18 @@ fn pairs(tokens: &[Option<Vec<u8>>]) -> Vec<u8> {
 fn unicode_classes() -> Vec<u8> {
     let mut class = vec![C_OTHER; 0x11_0000];
     // Later sets win; the sets are disjoint anyway except \r\n inside \s.
-    let sets: [(&str, u8); 8] = [
+    let sets: [(&str, u8); 7] = [
         (r"\p{N}", C_NUMBER),
         (r"[\p{Lu}\p{Lt}]", C_UPPER),
         (r"\p{Ll}", C_LOWER),
         (r"[\p{Lm}\p{Lo}]", C_LETTER),
         (r"\p{M}", C_MARK),
-        (r"[\p{P}\p{S}]", C_PUNCT),
         (r"\s", C_SPACE),
         (r"[\r\n]", C_CRLF),
     ];
     for (pattern, c) in sets {
-        let hir = regex_syntax::Parser::new().parse(pattern).unwrap_or_else(|e| fail(e));
-        let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(cls)) = hir.kind() else {
-            fail(format!("{pattern} is not a Unicode class"))
-        };
-        for r in cls.ranges() {
-            for cp in r.start() as u32..=r.end() as u32 {
+        for r in class_ranges(pattern) {
+            for cp in r {
                 if c != C_OTHER && class[cp as usize] != C_OTHER && !(c == C_CRLF && class[cp as usize] == C_SPACE) {
                     fail(format!("U+{cp:04X} is in two classes"));
                 }
@@ -393,8 +389,6 @@ fn unicode_classes() -> Vec<u8> {
         };
         index.push(id as u16);
     }
-    // For the record (build.rs output in target/).
-    println!("unicode classes: {} distinct blocks of {block}, {} bytes", blocks.len(), index.len() * 2 + blocks.len() * block);
     let mut out = Vec::new();
     for i in &index {
         out.extend_from_slice(&i.to_le_bytes());
@@ -402,5 +396,45 @@ fn unicode_classes() -> Vec<u8> {
     for b in blocks {
         out.extend_from_slice(b);
     }
+    out
+}
+
+/// The code point ranges of a Unicode class, from regex-syntax.
+fn class_ranges(pattern: &str) -> Vec<std::ops::RangeInclusive<u32>> {
+    let hir = regex_syntax::Parser::new().parse(pattern).unwrap_or_else(|e| fail(e));
+    let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(cls)) = hir.kind() else {
+        fail(format!("{pattern} is not a Unicode class"))
+    };
+    cls.ranges().iter().map(|r| r.start() as u32..=r.end() as u32).collect()
+}
+
+/// `[\p{P}\p{S}]` as a two-level bit table (`layout::PUNCT_LIMIT`): one byte per block of 256
+/// code points, the block's number among the distinct blocks, then the blocks, 32 bytes each.
+fn unicode_punct() -> Vec<u8> {
+    let block_bytes = (1usize << PUNCT_BLOCK_BITS) / 8;
+    let mut bits = vec![0u8; PUNCT_LIMIT as usize / 8];
+    for r in class_ranges(r"[\p{P}\p{S}]") {
+        for cp in r {
+            if cp >= PUNCT_LIMIT {
+                fail(format!("U+{cp:04X} (punctuation or symbol) is past the table's limit"));
+            }
+            bits[cp as usize / 8] |= 1 << (cp % 8);
+        }
+    }
+    let mut blocks: Vec<&[u8]> = Vec::new();
+    let mut index: Vec<u8> = Vec::new();
+    for chunk in bits.chunks(block_bytes) {
+        let id = blocks.iter().position(|b| *b == chunk).unwrap_or_else(|| {
+            blocks.push(chunk);
+            blocks.len() - 1
+        });
+        index.push(u8::try_from(id).unwrap_or_else(|_| fail("more than 256 distinct punctuation blocks")));
+    }
+    let mut out = index;
+    for b in blocks {
+        out.extend_from_slice(b);
+    }
+    // For the record (build.rs output in target/).
+    println!("punctuation and symbols: {} bytes", out.len());
     out
 }

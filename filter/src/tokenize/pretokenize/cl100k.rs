@@ -27,9 +27,9 @@ use super::ascii_letters;
 #[derive(Clone, Copy)]
 struct Shape {
     /// The letters of a word.
-    word: u16,
+    word: u8,
     /// The characters of a symbol run.
-    symbols: u16,
+    symbols: u8,
     /// `\p{N}` (one digit a piece) rather than `\p{N}{1,3}`.
     single_digits: bool,
     /// `\s++$` before `\s*[\r\n]`.
@@ -80,16 +80,48 @@ fn next(t: &[u8], i: usize, s: Shape) -> usize {
 }
 
 /// End of the cl100k_base piece starting at `i < t.len()`.
+#[inline(never)]
 pub fn next_cl100k(t: &[u8], i: usize) -> usize {
-    next(t, i, Shape { word: LETTERS, symbols: SYMBOLS, single_digits: false, whole_run_at_end: true })
+    let (c0, l0) = char_at(t, i);
+    if in_set(c0, LETTERS) {
+        return run(t, i + l0, LETTERS, ascii_letters);
+    }
+    if c0 == C_NUMBER {
+        return digits(t, i);
+    }
+    if t[i] == b'\'' {
+        if let Some(e) = contraction(t, i) {
+            return e;
+        }
+    }
+    if in_set(c0, PREFIX) && i + l0 < t.len() {
+        let (c1, l1) = char_at(t, i + l0);
+        if in_set(c1, LETTERS) {
+            return run(t, i + l0 + l1, LETTERS, ascii_letters);
+        }
+    }
+    let sym_start = if in_set(c0, SYMBOLS) {
+        Some(i)
+    } else if t[i] == b' ' && i + 1 < t.len() && in_set(char_at(t, i + 1).0, SYMBOLS) {
+        Some(i + 1)
+    } else {
+        None
+    };
+    if let Some(s) = sym_start {
+        let e = run_plain(t, s, SYMBOLS);
+        return run_newlines(t, e, false);
+    }
+    whitespace_to_end(t, i)
 }
 
 /// End of the Llama 3 piece starting at `i < t.len()`.
+#[inline(never)]
 pub fn next_llama3(t: &[u8], i: usize) -> usize {
     next(t, i, Shape { word: LETTERS, symbols: SYMBOLS, single_digits: false, whole_run_at_end: false })
 }
 
 /// End of the Qwen 2.5 / 3 piece starting at `i < t.len()`.
+#[inline(never)]
 pub fn next_qwen(t: &[u8], i: usize) -> usize {
     next(t, i, Shape { word: LETTERS, symbols: SYMBOLS, single_digits: true, whole_run_at_end: false })
 }
@@ -97,6 +129,7 @@ pub fn next_qwen(t: &[u8], i: usize) -> usize {
 /// End of the Qwen 3.5 / 3.6 piece starting at `i < t.len()`. A mark is part of a word, so a
 /// mark at `i` starts one (with or without it as the prefix character, the word ends at the
 /// same place), and a mark ends a symbol run.
+#[inline(never)]
 pub fn next_qwen35(t: &[u8], i: usize) -> usize {
     next(t, i, Shape { word: LETTERS_MARKS, symbols: SYMBOLS_NO_MARKS, single_digits: true, whole_run_at_end: false })
 }

@@ -14,16 +14,35 @@
 //! that end lazily, as the character that would end the piece: it never looks further ahead
 //! than the character after the piece, so every character is read a bounded number of times.
 //!
-//! Characters in no alternative of the third pattern (controls, format characters, private
-//! use, unassigned: `C_OTHER`) form the stretches between its matches: such a character starts
-//! a match only as the prefix of `[\p{L}\p{M}]+`, so a stretch runs until a character of any
+//! The pattern names `\p{P}` and `\p{S}`, which the class table counts as `C_OTHER`; here they
+//! are a class of their own, `C_PUNCT`, from the second table. The characters left in
+//! `C_OTHER` (controls, format characters, private use, unassigned) are in no alternative of
+//! the third pattern and form the stretches between its matches: such a character starts a
+//! match only as the prefix of `[\p{L}\p{M}]+`, so a stretch runs until a character of any
 //! other class, or one of them followed by a letter or mark.
 
-use super::super::layout::{load8, C_NUMBER, C_OTHER, C_PUNCT};
-use super::super::unicode::{char_at, in_set, last_char_start, LETTERS_MARKS, PUNCT};
-use super::super::layout::{C_CRLF, C_SPACE};
+use super::super::layout::{load8, C_CRLF, C_NUMBER, C_OTHER, C_SPACE};
+use super::super::unicode::{char_at, decode, in_set, is_punct_symbol, last_char_start, LETTERS_MARKS};
 use super::runs::{digits, run_newlines};
 use super::{ascii_letters, HIGH};
+
+/// `\p{P}` or `\p{S}`, split off `C_OTHER`. Past the table's classes: never passed to
+/// `in_set`, only compared.
+const C_PUNCT: u8 = 8;
+
+/// Class (with `C_PUNCT`) and length of the character at `t[p]`.
+#[inline(always)]
+fn class_at(t: &[u8], p: usize) -> (u8, usize) {
+    let (c, l) = char_at(t, p);
+    let punct = c == C_OTHER && if t[p] < 0x80 { t[p].is_ascii_punctuation() } else { is_punct_symbol(decode(t, p).0) };
+    (if punct { C_PUNCT } else { c }, l)
+}
+
+/// `[\p{L}\p{M}]`.
+#[inline(always)]
+fn letter_or_mark(c: u8) -> bool {
+    c != C_PUNCT && in_set(c, LETTERS_MARKS)
+}
 
 /// Whether the character at `t[i]` is in `[一-龥぀-ゟ゠-ヿ]` (all of it is 3 bytes long in UTF-8,
 /// with a first byte from 0xE3 to 0xE9).
@@ -45,7 +64,7 @@ fn at(t: &[u8], p: usize, han_kana: bool) -> Option<(u8, usize)> {
     if p >= t.len() {
         return None;
     }
-    let (c, l) = char_at(t, p);
+    let (c, l) = class_at(t, p);
     if c == C_NUMBER || is_han_kana(t, p) != han_kana {
         None
     } else {
@@ -53,11 +72,11 @@ fn at(t: &[u8], p: usize, han_kana: bool) -> Option<(u8, usize)> {
     }
 }
 
-/// End of the run of characters of `set` from `p` within the segment.
+/// End of the run of characters for which `is` holds, from `p` within the segment.
 #[inline(always)]
-fn run_in(t: &[u8], mut p: usize, set: u16, han_kana: bool) -> usize {
+fn run_in(t: &[u8], mut p: usize, is: impl Fn(u8) -> bool, han_kana: bool) -> usize {
     while let Some((c, l)) = at(t, p, han_kana) {
-        if !in_set(c, set) {
+        if !is(c) {
             break;
         }
         p += l;
@@ -70,7 +89,7 @@ fn run_in(t: &[u8], mut p: usize, set: u16, han_kana: bool) -> usize {
 #[inline(always)]
 fn letters(t: &[u8], mut p: usize, han_kana: bool) -> usize {
     if han_kana {
-        return run_in(t, p, LETTERS_MARKS, true);
+        return run_in(t, p, letter_or_mark, true);
     }
     loop {
         while p + 8 <= t.len() {
@@ -83,7 +102,7 @@ fn letters(t: &[u8], mut p: usize, han_kana: bool) -> usize {
             }
         }
         match at(t, p, false) {
-            Some((c, l)) if in_set(c, LETTERS_MARKS) => p += l,
+            Some((c, l)) if letter_or_mark(c) => p += l,
             _ => return p,
         }
     }
@@ -138,7 +157,7 @@ fn whitespace(t: &[u8], i: usize) -> usize {
 #[inline]
 fn between(t: &[u8], mut p: usize, han_kana: bool) -> usize {
     while let Some((c, l)) = at(t, p, han_kana) {
-        if c != C_OTHER || at(t, p + l, han_kana).is_some_and(|(n, _)| in_set(n, LETTERS_MARKS)) {
+        if c != C_OTHER || at(t, p + l, han_kana).is_some_and(|(n, _)| letter_or_mark(n)) {
             break;
         }
         p += l;
@@ -147,8 +166,9 @@ fn between(t: &[u8], mut p: usize, han_kana: bool) -> usize {
 }
 
 /// End of the DeepSeek V3 piece starting at `i < t.len()`.
+#[inline(never)]
 pub fn next_deepseek(t: &[u8], i: usize) -> usize {
-    let (c0, l0) = char_at(t, i);
+    let (c0, l0) = class_at(t, i);
     if c0 == C_NUMBER {
         return digits(t, i);
     }
@@ -159,13 +179,13 @@ pub fn next_deepseek(t: &[u8], i: usize) -> usize {
     }
     // `[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+`: a mark starts the run itself (with or without it
     // as the prefix character, the run ends at the same place).
-    if in_set(c0, LETTERS_MARKS) {
+    if letter_or_mark(c0) {
         return letters(t, i + l0, han_kana);
     }
     let next = at(t, i + l0, han_kana);
     if c0 == C_SPACE || c0 == C_OTHER {
         if let Some((c1, l1)) = next {
-            if in_set(c1, LETTERS_MARKS) {
+            if letter_or_mark(c1) {
                 return letters(t, i + l0 + l1, han_kana);
             }
         }
@@ -179,7 +199,7 @@ pub fn next_deepseek(t: &[u8], i: usize) -> usize {
         None
     };
     if let Some(s) = sym_start {
-        let e = run_in(t, s, PUNCT, han_kana);
+        let e = run_in(t, s, |c| c == C_PUNCT, han_kana);
         return if han_kana { e } else { run_newlines(t, e, false) };
     }
     if c0 == C_SPACE || c0 == C_CRLF {

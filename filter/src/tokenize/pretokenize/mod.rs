@@ -7,7 +7,9 @@
 //! No regex engine and no backtracking: what backtracking would find is derived in each
 //! family's file, and every run is scanned once (linear in the text), ASCII letters 8 bytes at a
 //! time. In front of the scanners, [`ascii_piece`] decides the common pieces of ASCII text from
-//! one or two 8-byte loads, without the character-class table.
+//! one or two 8-byte loads, without the character-class table. The scanners are out of line
+//! (`#[inline(never)]`): the count loop calls one only when the fast path declines, and the
+//! scanner's body inlined into the loop would crowd its common path.
 //!
 //! `cl100k` holds cl100k_base, Llama 3 and Qwen; `o200k` o200k_base (and gpt-oss) and Tekken;
 //! `deepseek` DeepSeek V3; `runs` the steps they share.

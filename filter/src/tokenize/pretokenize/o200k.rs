@@ -118,11 +118,13 @@ fn next<const CONTRACTIONS: bool, const DIGIT_GROUPS: bool>(t: &[u8], i: usize) 
 }
 
 /// End of the o200k_base piece starting at `i < t.len()`.
+#[inline(never)]
 pub fn next_o200k(t: &[u8], i: usize) -> usize {
     next::<true, true>(t, i)
 }
 
 /// End of the Tekken piece starting at `i < t.len()`.
+#[inline(never)]
 pub fn next_tekken(t: &[u8], i: usize) -> usize {
     next::<false, false>(t, i)
 }

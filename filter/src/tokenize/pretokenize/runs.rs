@@ -8,7 +8,7 @@ use super::HIGH;
 /// End of the run of characters in `set` starting at `i`; `swar` marks ASCII bytes that are
 /// certainly in `set` (a speed-up only: the byte loop decides).
 #[inline(always)]
-pub(super) fn run(t: &[u8], mut i: usize, set: u16, swar: fn(u64) -> u64) -> usize {
+pub(super) fn run(t: &[u8], mut i: usize, set: u8, swar: fn(u64) -> u64) -> usize {
     loop {
         while i + 8 <= t.len() {
             let m = swar(load8(t, i));
@@ -32,7 +32,7 @@ pub(super) fn run(t: &[u8], mut i: usize, set: u16, swar: fn(u64) -> u64) -> usi
 
 /// End of the run of characters in `set` starting at `i`, without the ASCII speed-up.
 #[inline(always)]
-pub(super) fn run_plain(t: &[u8], mut i: usize, set: u16) -> usize {
+pub(super) fn run_plain(t: &[u8], mut i: usize, set: u8) -> usize {
     while i < t.len() {
         let (c, l) = char_at(t, i);
         if !in_set(c, set) {
