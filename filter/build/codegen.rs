@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::files::{Split, Vocabulary};
+use super::files::Vocabulary;
 use super::layout::{O200K_RANK_BITS, O200K_RANK_SHIFT};
 use super::tables::{inside, max_letter_run, pairs, solid_chars, span_filter, table, Field};
 use super::write;
@@ -33,9 +33,11 @@ fn vocabulary_module(out: &Path, index: usize, v: &Vocabulary) -> String {
     for (name, bytes) in &files {
         write(&dir.join(name), bytes);
     }
-    let (cl100k, next) = match v.split {
-        Split::Cl100k => (true, "next_cl100k"),
-        Split::O200k => (false, "next_o200k"),
+    let (split, next) = (v.split.name(), v.split.scanner());
+    let count = if v.nfc {
+        format!("normalize::nfc_then(t, |t| count_with(&VOCAB, t, limit, Split::{split}, pretokenize::{next}))")
+    } else {
+        format!("count_with(&VOCAB, t, limit, Split::{split}, pretokenize::{next})")
     };
     let bytes = |file: &str| format!("include_bytes!(concat!(env!(\"OUT_DIR\"), \"/extra/{index}/{file}\"))");
     let aligned = |file: &str| format!("&vocab::Aligned(*{})", bytes(file));
@@ -94,17 +96,14 @@ mod v{index} {{
     );
 
     pub(super) fn count(t: &[u8], limit: u64) -> Count {{
-        count_with(&VOCAB, t, limit, {cl100k}, pretokenize::{next})
+        {count}
     }}
 
-    pub(super) fn piece(t: &[u8], i: usize) -> usize {{
-        pretokenize::ascii_piece(t, i, layout::load8(t, i), {cl100k}).unwrap_or_else(|| pretokenize::{next}(t, i))
-    }}
-
-    pub static TOKENIZER: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, count, piece, added: {added}, prefix_tokens: {prefix} }};
+    pub static TOKENIZER: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, split: Split::{split}, count, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};
 }}
 "#,
         added = added_ref(out, index, v),
+        nfc_first = nfc_first(v),
         prefix = v.prefix_tokens,
         name = v.name,
         format = v.format,
@@ -121,6 +120,15 @@ mod v{index} {{
         memo_id = 2 + index,
         max_letter_run = max_letter_run(&v.tokens),
     )
+}
+
+/// The `nfc_first` field of a vocabulary's `Tokenizer`.
+fn nfc_first(v: &Vocabulary) -> &'static str {
+    if v.nfc_first {
+        "Some(normalize::nfc_text)"
+    } else {
+        "None"
+    }
 }
 
 /// The `added` field of a vocabulary's `Tokenizer`: `None`, or a static `Added` with its trie (in
@@ -219,26 +227,29 @@ pub fn extra_tokenizers(out: &Path, vocabs: &[(Vocabulary, Option<Same>)]) {
             Some(Same::Earlier(j)) => {
                 let _ = write!(
                     code,
-                    "\n/// `{name}`: {format}, the vocabulary and pattern of `{earlier}`.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, count: v{j}::count, piece: v{j}::piece, added: {added}, prefix_tokens: {prefix} }};\n",
+                    "\n/// `{name}`: {format}, the vocabulary and pattern of `{earlier}`.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, split: Split::{split}, count: v{j}::count, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};\n",
+                    split = v.split.name(),
                     name = v.name,
                     format = v.format,
                     earlier = vocabs.get(*j).map_or("", |(e, _)| e.name.as_str()),
                     added = added_ref(out, index, v),
+                    nfc_first = nfc_first(v),
                     prefix = v.prefix_tokens,
                 );
                 list.push(format!("&V{index}"));
             }
             Some(Same::BuiltIn(encoding)) => {
-                let (suffix, enc) = match *encoding {
-                    "cl100k_base" => ("cl100k", "Cl100kBase"),
-                    _ => ("o200k", "O200kBase"),
+                let (suffix, enc, split) = match *encoding {
+                    "cl100k_base" => ("cl100k", "Cl100kBase", "Cl100k"),
+                    _ => ("o200k", "O200kBase", "O200k"),
                 };
                 let _ = write!(
                     code,
-                    "\n/// `{name}`: {format}, the vocabulary and pattern of {encoding}.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: Some(Encoding::{enc}), count: count_{suffix}, piece: piece_{suffix}, added: {added}, prefix_tokens: {prefix} }};\n",
+                    "\n/// `{name}`: {format}, the vocabulary and pattern of {encoding}.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: Some(Encoding::{enc}), split: Split::{split}, count: count_{suffix}, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};\n",
                     name = v.name,
                     format = v.format,
                     added = added_ref(out, index, v),
+                    nfc_first = nfc_first(v),
                     prefix = v.prefix_tokens,
                 );
                 list.push(format!("&V{index}"));

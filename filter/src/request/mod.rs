@@ -111,10 +111,17 @@ pub fn count_prompt_as(
     if format == ChatFormat::OpenAi || request.api != Api::ChatCompletions {
         return Ok(count_prompt(request, tokenizer, limit, image_tokens));
     }
-    match chat::render(format, request.body, raw) {
+    #[cfg(tokengate_chat)]
+    return match chat::render(format, request.body, raw) {
         Ok(prompt) => Ok(chat::count(&prompt, format, tokenizer, limit, image_tokens)),
         Err(ChatError::Invalid(reason)) => Err(RequestError::InvalidField { param: "messages", reason }),
         Err(ChatError::Refused(reason)) => Err(RequestError::Unrenderable { format, reason }),
+    };
+    // The configuration accepts only the formats of the build (`ChatFormat::in_build`).
+    #[cfg(not(tokengate_chat))]
+    {
+        let _ = raw;
+        Err(RequestError::Unrenderable { format, reason: "this build has no chat templates" })
     }
 }
 

@@ -14,7 +14,8 @@
 //! bit per 2-byte string telling whether any token holds those bytes next to each other. For
 //! both encodings: a Bloom filter of the up-to-4-byte windows that tokens hold around each of
 //! their inner boundaries (`span_hash`), which finds where no token can span a boundary.
-//! Unicode: a two-level table (blocks of 128 code points) of character classes.
+//! Unicode: a two-level table (blocks of 128 code points) of character classes, and a
+//! two-level bit table of `\p{P}` and `\p{S}` (only DeepSeek's pattern names them).
 
 /// The meta word of a slot that holds no token (no token lacks both ranks).
 pub const EMPTY_META: u64 = u64::MAX;
@@ -81,6 +82,12 @@ pub const C_MARK: u8 = 7;
 
 /// Code points per block of the Unicode table.
 pub const UNICODE_BLOCK_BITS: u32 = 7;
+
+/// The punctuation and symbol table covers the code points below this (build.rs checks that
+/// none lies above): level 1 is one byte per block of 256 code points, the block's number;
+/// level 2 the distinct blocks, 256 bits (32 bytes) each, bit `cp % 256` of byte `cp % 256 / 8`.
+pub const PUNCT_LIMIT: u32 = 0x2_0000;
+pub const PUNCT_BLOCK_BITS: u32 = 8;
 
 /// The mask of the low `len` bytes of a word, for `1 <= len <= 8` (one shift, no branch).
 #[inline(always)]

@@ -12,12 +12,15 @@
 mod added;
 mod bpe;
 mod layout;
+mod normalize;
 pub mod patterns;
 mod pretokenize;
 mod unicode;
 mod vocab;
 
 use std::fmt;
+
+pub use pretokenize::Split;
 
 use added::Added;
 use vocab::{Tables, Vocab};
@@ -73,11 +76,14 @@ pub struct Tokenizer {
     encoding: Option<Encoding>,
     /// The count loop of this tokenizer's vocabulary and pre-tokenizer.
     count: fn(&[u8], u64) -> Count,
-    /// The end of the pre-tokenizer's piece at an index.
-    piece: fn(&[u8], usize) -> usize,
+    /// The pre-tokenizer (for [`Tokenizer::pieces`]; `count` has it inlined).
+    split: Split,
     /// The added tokens its file's tokenizer finds anywhere in the text (none for the built-in
     /// encodings: OpenAI counts special-token text as text).
     added: Option<&'static Added>,
+    /// The whole text in NFC, when the file's tokenizer normalizes before it looks for added
+    /// tokens (`None` when it does not, or normalizes each stretch between them in `count`).
+    nfc_first: Option<fn(&str) -> Option<String>>,
     /// The special tokens its file's tokenizer adds around a text it is asked to encode with
     /// special tokens (a BOS), as vLLM encodes a completion's prompt.
     prefix_tokens: u8,
@@ -102,7 +108,7 @@ fn count_with<T: Tables>(
     vocab: &Vocab<T>,
     t: &[u8],
     limit: u64,
-    cl100k: bool,
+    split: Split,
     next_piece: impl Fn(&[u8], usize) -> usize,
 ) -> Count {
     let mut scratch = bpe::Scratch::default();
@@ -113,7 +119,7 @@ fn count_with<T: Tables>(
         // the full scanner decides the rest.
         // One load of the piece's first 8 bytes for both steps.
         let w = layout::load8(t, i);
-        let e = pretokenize::ascii_piece(t, i, w, cl100k).unwrap_or_else(|| next_piece(t, i));
+        let e = pretokenize::ascii_piece(t, i, w, split).unwrap_or_else(|| next_piece(t, i));
         let (n, finished) = bpe::count_piece(vocab, &mut scratch, t, i, e, w, limit.saturating_sub(total));
         total += n;
         if total > limit {
@@ -127,37 +133,29 @@ fn count_with<T: Tables>(
 // One loop per vocabulary and pre-tokenizer, so the pre-tokenizer is inlined into it, and the
 // vocabulary named as its static, so its fields fold into the code as constants.
 fn count_cl100k(t: &[u8], limit: u64) -> Count {
-    count_with(&vocab::CL100K, t, limit, true, pretokenize::next_cl100k)
+    count_with(&vocab::CL100K, t, limit, Split::Cl100k, pretokenize::next_cl100k)
 }
 
 fn count_o200k(t: &[u8], limit: u64) -> Count {
-    count_with(&vocab::O200K, t, limit, false, pretokenize::next_o200k)
-}
-
-/// The end of cl100k_base's piece at `i`: the ASCII fast path, else the full scanner (the two
-/// steps of counting).
-fn piece_cl100k(t: &[u8], i: usize) -> usize {
-    pretokenize::ascii_piece(t, i, layout::load8(t, i), true).unwrap_or_else(|| pretokenize::next_cl100k(t, i))
-}
-
-fn piece_o200k(t: &[u8], i: usize) -> usize {
-    pretokenize::ascii_piece(t, i, layout::load8(t, i), false).unwrap_or_else(|| pretokenize::next_o200k(t, i))
+    count_with(&vocab::O200K, t, limit, Split::O200k, pretokenize::next_o200k)
 }
 
 static CL100K: Tokenizer = Tokenizer {
     name: "cl100k_base",
     encoding: Some(Encoding::Cl100kBase),
+    split: Split::Cl100k,
     count: count_cl100k,
-    piece: piece_cl100k,
     added: None,
+    nfc_first: None,
     prefix_tokens: 0,
 };
 static O200K: Tokenizer = Tokenizer {
     name: "o200k_base",
     encoding: Some(Encoding::O200kBase),
+    split: Split::O200k,
     count: count_o200k,
-    piece: piece_o200k,
     added: None,
+    nfc_first: None,
     prefix_tokens: 0,
 };
 
@@ -219,6 +217,14 @@ impl Tokenizer {
     /// limit is passed (at the end of the piece that passed it, or inside a long piece), so a
     /// huge text costs about `limit` tokens of work, not its length.
     pub fn count_until(&self, text: &str, limit: u64) -> Count {
+        if let Some(normal) = self.nfc_first.and_then(|nfc| nfc(text)) {
+            return self.count_normal(&normal, limit);
+        }
+        self.count_normal(text, limit)
+    }
+
+    /// [`Tokenizer::count_until`] of a text its tokenizer has normalized as a whole if it does.
+    fn count_normal(&self, text: &str, limit: u64) -> Count {
         let t = text.as_bytes();
         let Some(added) = self.added else { return (self.count)(t, limit) };
         // Each added token is one token; the text between them is counted on its own, as the
@@ -248,20 +254,14 @@ impl Tokenizer {
         u64::from(self.prefix_tokens)
     }
 
+    /// The pre-tokenizer's family.
+    pub fn split(&self) -> Split {
+        self.split
+    }
+
     /// The pre-tokenizer's pieces of `text` (the split pattern's matches), for tests and tools.
     pub fn pieces<'t>(&self, text: &'t str) -> impl Iterator<Item = &'t str> + 't {
-        let piece = self.piece;
-        let mut i = 0;
-        std::iter::from_fn(move || {
-            let t = text.as_bytes();
-            if i >= t.len() {
-                return None;
-            }
-            let e = piece(t, i);
-            let piece = text.get(i..e);
-            i = e;
-            piece
-        })
+        self.split.pieces(text)
     }
 }
 

