@@ -28,5 +28,10 @@ cargo test --workspace --exclude tokengate-benches
 step "native tests in a build with the models' tokenizers (each against its file's own tokenizer)"
 TOKENGATE_TOKENIZERS="$models" cargo test -p tokengate --lib
 
+step "build the filter with the models' tokenizers (target/tokengate-models.wasm, for envoy/tests/test_models.py)"
+TOKENGATE_TOKENIZERS="$models" cargo build --release --target wasm32-wasip1 -p tokengate --target-dir target/models
+cp target/models/wasm32-wasip1/release/tokengate.wasm target/tokengate-models.wasm
+ls -l target/tokengate-models.wasm
+
 step "real Envoy end-to-end tests"
 envoy/test.sh

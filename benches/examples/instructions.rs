@@ -1,8 +1,9 @@
 //! Counts one bench input once with the engine in wasm (tokengate_count.wasm in wasmtime), for
 //! `benches/instructions.sh`, which runs it under callgrind with collection on only inside
 //! [`count_once`]: the count's instructions, without the compile or the input's generation.
-//! `instructions [--wasm PATH] INPUT ENCODING` (INPUT: one of [`INPUTS`]; ENCODING:
-//! cl100k_base or o200k_base); prints the token count.
+//! `instructions [--wasm PATH] INPUT TOKENIZER` (INPUT: one of [`INPUTS`]; TOKENIZER:
+//! cl100k_base, o200k_base or a model file's name in a build with `TOKENGATE_TOKENIZERS`);
+//! prints the token count.
 
 use std::path::PathBuf;
 
@@ -42,19 +43,15 @@ fn main() -> Result<()> {
         Some(_) => bail!("--wasm needs a path"),
         None => None,
     };
-    let [name, encoding] = args.as_slice() else {
-        bail!("usage: instructions [--wasm PATH] INPUT ENCODING (INPUT: {})", INPUTS.join(", "));
+    let [name, tokenizer] = args.as_slice() else {
+        bail!("usage: instructions [--wasm PATH] INPUT TOKENIZER (INPUT: {})", INPUTS.join(", "));
     };
     let text = input(name).with_context(|| format!("unknown input {name:?}: one of {}", INPUTS.join(", ")))?;
-    let encoding = match encoding.as_str() {
-        "cl100k_base" => 0,
-        "o200k_base" => 1,
-        other => bail!("unknown encoding {other:?}: cl100k_base or o200k_base"),
-    };
     let mut w = match &wasm {
         Some(path) => WasmCounter::load_from(path)?,
         None => WasmCounter::load()?,
     };
+    let encoding = w.find(tokenizer)?;
     let at = w.put(&text)?;
     let n = count_once(&mut w, encoding, at);
     if n == u64::MAX {

@@ -30,6 +30,9 @@ REPO_ROOT = render_config.REPO_ROOT
 WASM = Path(os.environ.get("TOKENGATE_WASM") or render_config.DEFAULT_WASM)  # override: a prebuilt module
 MOCK_BACKEND = ENVOY_DIR / "mock_backend.py"
 BUILD_COMMAND = "cargo build --release --target wasm32-wasip1 -p tokengate"
+# A build with the test tokenizers of the open-weight models (test.sh makes it; override: a prebuilt module).
+MODELS_WASM = Path(os.environ.get("TOKENGATE_MODELS_WASM") or REPO_ROOT / "target/tokengate-models.wasm")
+MODELS_BUILD_COMMAND = "./test.sh (its step 'build the filter with the models' tokenizers')"
 
 # The filter configurations the gateways run; tests read their limits from here.
 LIMITS_CONFIG = {
@@ -297,8 +300,9 @@ class Gateway:
     PORTS = 2  # listener, admin
 
     def __init__(self, workdir: Path, name: str, mock: Mock, *, filter_config: str | dict | None = None,
-                 with_filter: bool = True):
+                 with_filter: bool = True, wasm: Path | None = None):
         self.name = name
+        self.wasm = wasm or WASM
         self.mock = mock
         self.filter_config = filter_config
         self.with_filter = with_filter
@@ -326,7 +330,7 @@ class Gateway:
     def _render(self) -> str:
         return render_config.render(
             listen_port=self.listen_port, admin_port=self.admin_port, upstream=f"127.0.0.1:{self.mock.port}",
-            wasm_path=WASM, filter_config=self.filter_config, with_filter=self.with_filter,
+            wasm_path=self.wasm, filter_config=self.filter_config, with_filter=self.with_filter,
             access_log_path=self.access_log_path, stats_flush_interval="1s")
 
     def _ready(self) -> bool:

@@ -20,6 +20,8 @@ pub struct WasmCounter {
     count: TypedFunc<(u32, u32, u32), u64>,
     count_until: TypedFunc<(u32, u32, u32, u64), u64>,
     pages: TypedFunc<(), u32>,
+    /// `tg_find` (builds before it had only the two built-in encodings).
+    find: Option<TypedFunc<(u32, u32), u32>>,
     /// One guest buffer, reused for every text (grown when a text does not fit).
     buf: (u32, u32),
 }
@@ -47,6 +49,7 @@ impl WasmCounter {
             count: instance.get_typed_func(&mut store, "tg_count")?,
             count_until: instance.get_typed_func(&mut store, "tg_count_until")?,
             pages: instance.get_typed_func(&mut store, "tg_memory_pages")?,
+            find: instance.get_typed_func(&mut store, "tg_find").ok(),
             store,
             memory,
             buf: (0, 0),
@@ -64,7 +67,23 @@ impl WasmCounter {
         Ok((self.buf.0, text.len() as u32))
     }
 
-    /// `encoding`: 0 = cl100k_base, 1 = o200k_base.
+    /// The index the count calls take for the tokenizer `name`: 0 = cl100k_base, 1 = o200k_base,
+    /// then the model files the module was built with.
+    pub fn find(&mut self, name: &str) -> Result<u32> {
+        match name {
+            "cl100k_base" => return Ok(0),
+            "o200k_base" => return Ok(1),
+            _ => {}
+        }
+        let find = self.find.clone().ok_or_else(|| anyhow!("this build of the counting module has only cl100k_base and o200k_base"))?;
+        let at = self.put(name)?;
+        match find.call(&mut self.store, at)? {
+            u32::MAX => Err(anyhow!("the counting module has no tokenizer {name:?} (build it with TOKENGATE_TOKENIZERS)")),
+            i => Ok(i),
+        }
+    }
+
+    /// `encoding`: 0 = cl100k_base, 1 = o200k_base, then the model files' tokenizers.
     pub fn count(&mut self, encoding: u32, (ptr, len): (u32, u32)) -> u64 {
         self.count.call(&mut self.store, (encoding, ptr, len)).unwrap_or(u64::MAX)
     }

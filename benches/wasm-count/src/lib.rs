@@ -1,12 +1,20 @@
 //! Exports for timing the tokenizer inside wasm: `tg_alloc(len) -> ptr`, then write the text
-//! there and call `tg_count(encoding, ptr, len)` (0 = cl100k_base, 1 = o200k_base) or
-//! `tg_count_until(encoding, ptr, len, limit)` (the count, or u64::MAX when over the limit).
+//! there and call `tg_count(tokenizer, ptr, len)` or `tg_count_until(tokenizer, ptr, len, limit)`
+//! (the count, or u64::MAX when over the limit). A tokenizer is its index in the build's list:
+//! 0 = cl100k_base, 1 = o200k_base, then the model files of `TOKENGATE_TOKENIZERS`;
+//! `tg_find(ptr, len)` gives the index of a name written at `ptr` (u32::MAX: not in the build).
 //! `tg_memory_pages()` reports the size of linear memory.
 
 use tokengate::tokenize::{Count, Encoding, Tokenizer};
 
-fn tokenizer(encoding: u32) -> &'static Tokenizer {
-    Tokenizer::of(if encoding == 0 { Encoding::Cl100kBase } else { Encoding::O200kBase })
+fn tokenizer(index: u32) -> &'static Tokenizer {
+    Tokenizer::all().nth(index as usize).unwrap_or_else(|| Tokenizer::of(Encoding::Cl100kBase))
+}
+
+#[no_mangle]
+pub extern "C" fn tg_find(ptr: *const u8, len: usize) -> u32 {
+    let name = text(ptr, len);
+    Tokenizer::all().position(|t| t.name() == name).map_or(u32::MAX, |i| i as u32)
 }
 
 fn text<'a>(ptr: *const u8, len: usize) -> &'a str {

@@ -49,6 +49,43 @@ const BUILTIN_RULES: &[(&str, Encoding)] = &[
     ("text-embedding-ada-002", Encoding::Cl100kBase),
 ];
 
+/// Built-in rules for open-weight models, by the names backends report (Hugging Face repo ids,
+/// as vLLM does, and common short names), tried after the operator's rules and before
+/// [`BUILTIN_RULES`]. Each names a tokenizer by the name `tokenizers/manifest.json` gives it and
+/// applies only in a build that has a tokenizer of that name (and its chat format). Order
+/// matters: `Qwen/Qwen3.5-*` before `Qwen/Qwen3-*`, `llama3.1*` before `llama3*`.
+const MODEL_RULES: &[(&str, &str, ChatFormat)] = &[
+    ("meta-llama/Llama-3.1-*", "llama3.1", ChatFormat::Llama31),
+    ("meta-llama/Meta-Llama-3.1-*", "llama3.1", ChatFormat::Llama31),
+    ("meta-llama/Llama-3.2-*", "llama3.1", ChatFormat::Llama31),
+    ("meta-llama/Llama-3.3-*", "llama3.1", ChatFormat::Llama31),
+    ("meta-llama/Meta-Llama-3-*", "llama3", ChatFormat::Llama3),
+    ("llama3.1*", "llama3.1", ChatFormat::Llama31),
+    ("llama3.2*", "llama3.1", ChatFormat::Llama31),
+    ("llama3.3*", "llama3.1", ChatFormat::Llama31),
+    ("llama3*", "llama3", ChatFormat::Llama3),
+    ("Qwen/Qwen3.5-*", "qwen3.6", ChatFormat::Qwen35),
+    ("Qwen/Qwen3.6-*", "qwen3.6", ChatFormat::Qwen35),
+    ("Qwen/Qwen3-*", "qwen3", ChatFormat::Qwen3),
+    ("Qwen/Qwen2.5-*", "qwen3", ChatFormat::Qwen25),
+    ("qwen3.5*", "qwen3.6", ChatFormat::Qwen35),
+    ("qwen3.6*", "qwen3.6", ChatFormat::Qwen35),
+    ("qwen3*", "qwen3", ChatFormat::Qwen3),
+    ("qwen2.5*", "qwen3", ChatFormat::Qwen25),
+    ("deepseek-ai/DeepSeek-V3*", "deepseek-v3", ChatFormat::DeepseekV3),
+    ("deepseek-v3*", "deepseek-v3", ChatFormat::DeepseekV3),
+    ("mistralai/Mistral-Nemo-*", "mistral-tekken", ChatFormat::Mistral),
+    ("mistralai/Mistral-Small-*", "mistral-tekken", ChatFormat::Mistral),
+    ("mistralai/Ministral-8B-*", "mistral-tekken", ChatFormat::Mistral),
+    ("mistral-nemo*", "mistral-tekken", ChatFormat::Mistral),
+    ("mistral-small*", "mistral-tekken", ChatFormat::Mistral),
+    ("google/gemma-3-*", "gemma3", ChatFormat::Gemma3),
+    ("gemma3*", "gemma3", ChatFormat::Gemma3),
+    ("gemma-3-*", "gemma3", ChatFormat::Gemma3),
+    ("openai/gpt-oss-*", "gpt-oss", ChatFormat::Harmony),
+    ("gpt-oss*", "gpt-oss", ChatFormat::Harmony),
+];
+
 /// Why a configuration was refused. `Display` is the one log line an operator reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -268,7 +305,7 @@ impl TryFrom<RawConfig> for Config {
             MAX_TOKEN_LIMIT,
         )?;
 
-        let mut models = Vec::with_capacity(raw.models.len() + BUILTIN_RULES.len());
+        let mut models = Vec::with_capacity(raw.models.len() + MODEL_RULES.len() + BUILTIN_RULES.len());
         for (i, rule) in raw.models.iter().enumerate() {
             let field = |name: &str| format!("models[{i}].{name}");
             let tokenizer = tokenizer_of(&format!("models[{i}]."), rule.tokenizer.as_deref(), rule.encoding.as_deref())?;
@@ -307,6 +344,16 @@ impl TryFrom<RawConfig> for Config {
                 max_prompt_tokens,
                 chat,
             });
+        }
+        for (pattern, name, chat) in MODEL_RULES {
+            if let (Some(tokenizer), true) = (Tokenizer::by_name(name), chat.in_build()) {
+                models.push(ModelRule {
+                    pattern: ModelPattern::parse("built-in rule", pattern)?,
+                    tokenizer: Some(tokenizer),
+                    max_prompt_tokens: None,
+                    chat: *chat,
+                });
+            }
         }
         for (pattern, encoding) in BUILTIN_RULES {
             models.push(ModelRule {

@@ -245,3 +245,35 @@ fn chat_names_a_format_of_the_build() {
         assert!(e.contains("`models[0].chat` names the chat format \"qwen3\", which this build does not have"), "{e}");
     }
 }
+
+#[test]
+fn open_weight_model_names_pick_the_build_tokenizer_of_their_family() {
+    let c = defaults();
+    let cases = [
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama3.1", ChatFormat::Llama31),
+        ("meta-llama/Llama-3.3-70B-Instruct", "llama3.1", ChatFormat::Llama31),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3", ChatFormat::Llama3),
+        ("Qwen/Qwen3-32B", "qwen3", ChatFormat::Qwen3),
+        ("Qwen/Qwen2.5-7B-Instruct", "qwen3", ChatFormat::Qwen25),
+        ("Qwen/Qwen3.6-35B-A3B", "qwen3.6", ChatFormat::Qwen35),
+        ("deepseek-ai/DeepSeek-V3-0324", "deepseek-v3", ChatFormat::DeepseekV3),
+        ("mistralai/Mistral-Nemo-Instruct-2407", "mistral-tekken", ChatFormat::Mistral),
+        ("google/gemma-3-27b-it", "gemma3", ChatFormat::Gemma3),
+        ("openai/gpt-oss-120b", "gpt-oss", ChatFormat::Harmony),
+        ("gpt-oss-20b", "gpt-oss", ChatFormat::Harmony),
+    ];
+    for (model, tokenizer, chat) in cases {
+        let policy = c.policy_for(Some(model));
+        match Tokenizer::by_name(tokenizer).filter(|_| chat.in_build()) {
+            Some(t) => {
+                assert_eq!(policy.tokenizer, t, "{model}");
+                assert_eq!(c.chat_format_for(Some(model)), chat, "{model}");
+            }
+            // A build without the family's tokenizer: the default (or gpt-oss's built-in o200k rule).
+            None => {
+                assert_eq!(policy.tokenizer, Tokenizer::of(Encoding::O200kBase), "{model}");
+                assert_eq!(c.chat_format_for(Some(model)), ChatFormat::OpenAi, "{model}");
+            }
+        }
+    }
+}

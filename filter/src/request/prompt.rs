@@ -241,13 +241,23 @@ impl Counter<'_> {
     }
 
     /// `prompt` of completions and `input` of embeddings: a string, strings, or token arrays.
+    /// A completions prompt or embeddings input: a text, or a list of texts (each a prompt of
+    /// its own) or token ids. A backend encodes each text with special tokens, so each gets the
+    /// tokenizer's prefix (a BOS for some model files; none for OpenAI's encodings).
     fn plain_input(&mut self, input: Option<&Value>) {
+        let prefix = self.tokenizer.prefix_tokens();
         match input {
-            Some(Value::String(s)) => self.text(s),
+            Some(Value::String(s)) => {
+                self.fixed(prefix);
+                self.text(s);
+            }
             Some(Value::Array(items)) => {
                 for item in items {
                     match item {
-                        Value::String(s) => self.text(s),
+                        Value::String(s) => {
+                            self.fixed(prefix);
+                            self.text(s);
+                        }
                         Value::Number(_) => self.fixed(1),
                         Value::Array(tokens) => self.fixed(tokens.len() as u64),
                         other => self.json(other),

@@ -33,8 +33,8 @@ impl Model {
             Oracle::HuggingFace(t) => t.encode(text, false).unwrap().len() as u64,
             Oracle::Tiktoken(t) => t.encode_ordinary(text).len() as u64,
             Oracle::Qwen35(t) => {
-                use unicode_normalization::UnicodeNormalization as _;
-                t.encode_with_special_tokens(&text.nfc().collect::<String>()).len() as u64
+                use unicode_normalization_alignments::UnicodeNormalization as _;
+                t.encode_with_special_tokens(&text.nfc().map(|(c, _)| c).collect::<String>()).len() as u64
             }
         }
     }
@@ -165,6 +165,16 @@ fn model_files_count_as_their_own_tokenizer() {
         // Long pieces: the windowed merge.
         for text in ["a".repeat(3000), "abcdefghij".repeat(300), "日本語".repeat(700), " ".repeat(2000), "1234567890".repeat(200)] {
             m.check(&text).unwrap();
+        }
+    }
+    // A completion's prompt is encoded with special tokens: the file's post-processor adds its
+    // prefix (Llama 3.1's BOS).
+    for m in &models {
+        if let Oracle::HuggingFace(t) = &m.oracle {
+            for text in ["Hello world", "", "<|im_start|>x"] {
+                let with = t.encode(text, true).unwrap().len() as u64;
+                assert_eq!(m.tokenizer.count(text) + m.tokenizer.prefix_tokens(), with, "{}: {text:?}", m.tokenizer.name());
+            }
         }
     }
     let (mismatches, first) = differential(&models, 3, 20_000);

@@ -1,8 +1,10 @@
-//! The normalizers of model files (Qwen 2.5 / 3's `NFC`): text is put in Unicode Normalization
-//! Form C before it is split, as the file's tokenizer does. Only the vocabularies whose file
-//! names a normalizer call this, so a build without them carries none of its code or tables.
+//! The normalizers of model files (Qwen's `NFC`): text is put in Unicode Normalization Form C
+//! before it is split, as the file's tokenizer does, with the tables Hugging Face tokenizers
+//! uses (`unicode-normalization-alignments`, Unicode 9.0: a newer NFC differs on marks assigned
+//! since, and vLLM counts with these). Only the vocabularies whose file names a normalizer call
+//! this, so a build without them carries none of its code or tables.
 
-use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+use unicode_normalization_alignments::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 use super::Count;
 
@@ -19,7 +21,7 @@ pub fn nfc_then(t: &[u8], count: impl FnOnce(&[u8]) -> Count) -> Count {
     if is_nfc_quick(text.chars()) == IsNormalized::Yes {
         return count(t);
     }
-    let normal: String = text.nfc().collect();
+    let normal: String = text.nfc().map(|(c, _)| c).collect();
     count(normal.as_bytes())
 }
 
@@ -29,7 +31,7 @@ pub fn nfc_text(text: &str) -> Option<String> {
     if text.is_ascii() || is_nfc_quick(text.chars()) == IsNormalized::Yes {
         None
     } else {
-        Some(text.nfc().collect())
+        Some(text.nfc().map(|(c, _)| c).collect())
     }
 }
 
