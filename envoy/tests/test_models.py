@@ -64,10 +64,13 @@ def test_chat_totals_equal_the_rendered_template(models_gateway, case):
         assert resp.status == 200, f"{pair}: {resp.text}"
         headers = models_gateway.upstream_request(resp)["headers"]
         assert headers.get("x-tokengate-encoding") == pair.split("/")[0]
+        if headers.get("x-tokengate-count") == "estimated":
+            # Special-token text typed by a client, which the backend reads as one token and this
+            # tokenizer as text (or the reverse): the one case of these that is labelled estimated.
+            assert case["id"] == "special_text", pair
+            continue
+        assert headers.get("x-tokengate-count") == "exact", pair
         assert headers.get("x-tokengate-prompt-tokens") == str(expected["tokens"]), pair
-        # Special-token text typed by a client is the one case a count may be labelled estimated.
-        if case["id"] != "special_text":
-            assert headers.get("x-tokengate-count") == "exact", pair
         checked += 1
     assert checked >= 1
 
