@@ -149,8 +149,9 @@ fn added_ref(out: &Path, index: usize, v: &Vocabulary) -> String {
     let aligned = |f: &str| format!("&vocab::Aligned(*include_bytes!({}))", file(f));
     format!(
         "Some({{ static O: &vocab::Aligned<[u8]> = {o}; static N: &vocab::Aligned<[u8]> = {n}; static E: &vocab::Aligned<[u8]> = {e}; \
-         static A: added::Added = added::Added {{ first: {first:?}, offsets: vocab::as_u32s(O), bytes: include_bytes!({b}), next: vocab::as_u32s(N), ends: vocab::as_words(E) }}; &A }})",
+         static A: added::Added = added::Added {{ first: {first:?}, starts: &{starts:?}, offsets: vocab::as_u32s(O), bytes: include_bytes!({b}), next: vocab::as_u32s(N), ends: vocab::as_words(E) }}; &A }})",
         first = trie.first,
+        starts = trie.starts,
         o = aligned("added_offsets.bin"),
         b = file("added_bytes.bin"),
         n = aligned("added_next.bin"),
@@ -161,6 +162,9 @@ fn added_ref(out: &Path, index: usize, v: &Vocabulary) -> String {
 /// A byte trie of strings, flattened (see `src/tokenize/added.rs`).
 struct Trie {
     first: [u64; 4],
+    /// The distinct first bytes, when at most four of them (each costs the 8-byte skip of
+    /// `src/tokenize/added.rs` a few instructions per word).
+    starts: Vec<u8>,
     offsets: Vec<u32>,
     bytes: Vec<u8>,
     next: Vec<u32>,
@@ -192,6 +196,7 @@ impl Trie {
         for &b in children[0].keys() {
             first[usize::from(b >> 6)] |= 1 << (b & 63);
         }
+        let starts: Vec<u8> = if children[0].len() <= 4 { children[0].keys().copied().collect() } else { Vec::new() };
         let mut offsets = vec![0u32];
         let (mut bytes, mut next) = (Vec::new(), Vec::new());
         for edges in &children {
@@ -205,7 +210,7 @@ impl Trie {
         for (k, _) in end.iter().enumerate().filter(|(_, &e)| e) {
             ends[k / 64] |= 1 << (k % 64);
         }
-        Trie { first, offsets, bytes, next, ends }
+        Trie { first, starts, offsets, bytes, next, ends }
     }
 }
 

@@ -3,23 +3,39 @@
 //! leftmost place where one starts. vLLM counts them so in prompts and in message contents, so a
 //! tokenizer read from such a file counts them so too; the text between them is counted as text.
 //!
-//! The strings are a byte trie generated at build time (`filter/build/codegen.rs`): a bitmap of
-//! the bytes they start with, so most of the text is passed over one byte at a time, and from a
-//! possible start one step per byte until no string continues, so a match costs at most the
-//! longest string's length.
+//! The strings are a byte trie generated at build time (`filter/build/codegen.rs`). The text is
+//! passed over 8 bytes at a time while no word holds a byte a string starts with (the files'
+//! added tokens start with one to three bytes: `<`, `[`), else one byte at a time against a
+//! bitmap of those bytes; from a possible start, one step per byte until no string continues, so
+//! a match costs at most the longest string's length.
 
 /// The trie of a tokenizer's added tokens. Node 0 is the root; node `k`'s edges are
 /// `offsets[k]..offsets[k + 1]` of `bytes` (sorted) and `next`; `ends` has a bit per node that
 /// ends a string.
 pub struct Added {
     pub(super) first: [u64; 4],
+    /// The distinct bytes the strings start with, when there are at most four (else none, and
+    /// the text is read one byte at a time).
+    pub(super) starts: &'static [u8],
     pub(super) offsets: &'static [u32],
     pub(super) bytes: &'static [u8],
     pub(super) next: &'static [u32],
     pub(super) ends: &'static [u64],
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
 impl Added {
+    /// Whether some byte of `w` is one of `starts`.
+    #[inline(always)]
+    fn word_has_start(&self, w: u64) -> bool {
+        self.starts.iter().any(|&s| {
+            let x = w ^ (u64::from(s) * ONES);
+            x.wrapping_sub(ONES) & !x & HIGH != 0
+        })
+    }
+
     /// The length of the longest added token at `t[i..]`, if one starts there.
     fn longest_at(&self, t: &[u8], i: usize) -> Option<usize> {
         let mut node = 0usize;
@@ -40,7 +56,18 @@ impl Added {
     /// The first added token at or after `from`: its start and length.
     pub fn next(&self, t: &[u8], from: usize) -> Option<(usize, usize)> {
         let mut i = from;
-        while let Some(&b) = t.get(i) {
+        loop {
+            if !self.starts.is_empty() {
+                while let Some(word) = t.get(i..i + 8) {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(word);
+                    if self.word_has_start(u64::from_le_bytes(w)) {
+                        break;
+                    }
+                    i += 8;
+                }
+            }
+            let &b = t.get(i)?;
             if self.first[usize::from(b >> 6)] >> (b & 63) & 1 != 0 {
                 if let Some(len) = self.longest_at(t, i) {
                     return Some((i, len));
@@ -48,7 +75,6 @@ impl Added {
             }
             i += 1;
         }
-        None
     }
 }
 
@@ -60,6 +86,7 @@ mod tests {
     /// 5 "<ab>" (end), 6 "<b" (end).
     static TRIE: Added = Added {
         first: [1 << (b'<' & 63), 0, 0, 0],
+        starts: b"<",
         offsets: &[0, 1, 3, 5, 5, 6, 6, 6],
         bytes: b"<ab>b>",
         next: &[1, 2, 6, 3, 4, 5],
@@ -76,5 +103,13 @@ mod tests {
         assert_eq!(TRIE.next(b"<a>", 1), None);
         assert_eq!(TRIE.next(b"", 0), None);
         assert_eq!(TRIE.next(b"<", 0), None);
+        // Long texts: the 8-byte skip lands on every start, at any alignment.
+        for pad in 0..20 {
+            let text = format!("{}<ab>{}<b", "x".repeat(pad), "y".repeat(pad));
+            assert_eq!(TRIE.next(text.as_bytes(), 0), Some((pad, 4)), "{text}");
+            assert_eq!(TRIE.next(text.as_bytes(), pad + 1), Some((2 * pad + 4, 2)), "{text}");
+        }
+        let without = Added { starts: b"", ..TRIE };
+        assert_eq!(without.next(b"xxxxxxxxxxxx<ab>", 0), Some((12, 4)));
     }
 }
