@@ -85,12 +85,12 @@ fn models() -> Vec<Model> {
                 (Oracle::HuggingFace(Box::new(tokenizers::Tokenizer::from_file(path).unwrap())), added)
             }
             Some(json) => (Oracle::Tiktoken(tekken(&json)), Vec::new()),
-            None if tokenizer.split() == super::Split::Qwen35 => {
+            None if tokenizer.split() == Some(super::Split::Qwen35) => {
                 let specials = super::patterns::QWEN35_SPECIAL_TOKENS;
                 (Oracle::Qwen35(tiktoken(&bytes, super::patterns::QWEN35, &specials)), specials.map(str::to_owned).to_vec())
             }
             None => {
-                let [pattern] = tokenizer.split().patterns() else { panic!("{name}: one pattern") };
+                let [pattern] = tokenizer.split().unwrap().patterns() else { panic!("{name}: one pattern") };
                 (Oracle::Tiktoken(tiktoken(&bytes, pattern, &[])), Vec::new())
             }
         };
