@@ -192,3 +192,34 @@ fn model_files_fuzz_1m() {
     println!("model files: {} inputs x {names:?}, {mismatches} mismatches", per * threads);
     assert_eq!(mismatches, 0, "{}", first.join("\n"));
 }
+
+/// Long texts (about 1 MB each: prose, a run of spaces, text without spaces, CJK) against the
+/// file's tokenizer, and the time each count and each early exit at a limit of 1000 takes:
+/// `cargo test -p tokengate --release --lib -- --ignored model_files_long_texts --nocapture`.
+#[test]
+#[ignore]
+fn model_files_long_texts() {
+    let prose = CORPUS.join(" ");
+    let texts = [
+        ("prose", prose.repeat(1_000_000 / prose.len() + 1)),
+        ("spaces", " ".repeat(1_000_000)),
+        ("letters", "abcdefghijklmnopqrstuvwxyz".repeat(40_000)),
+        ("cjk", "日本語のテキスト、中文文本。".repeat(25_000)),
+    ];
+    for m in models() {
+        for (what, text) in &texts {
+            let start = std::time::Instant::now();
+            let got = m.tokenizer.count(text);
+            let ours = start.elapsed();
+            let start = std::time::Instant::now();
+            let want = m.count(text);
+            let theirs = start.elapsed();
+            let start = std::time::Instant::now();
+            let over = m.tokenizer.count_until(text, 1000);
+            let exit = start.elapsed();
+            println!("{} {what}: {} bytes, {got} tokens in {ours:?} (the file's tokenizer {theirs:?}); limit 1000 in {exit:?}", m.tokenizer.name(), text.len());
+            assert_eq!(got, want, "{} {what}", m.tokenizer.name());
+            assert!(matches!(over, super::Count::Over { counted, .. } if counted > 1000 && counted <= want));
+        }
+    }
+}

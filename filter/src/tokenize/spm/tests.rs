@@ -36,7 +36,7 @@ fn small(merges: &[(&str, &str)]) -> Small {
     let index = |c: char| chars.iter().position(|e| e.0 == c as u32).unwrap() as u32;
     let mut follows = BTreeSet::new();
     let mut max_chars = 1;
-    for (_, &(_, new)) in &map {
+    for &(_, new) in map.values() {
         let s: Vec<u32> = strings[new as usize].chars().map(index).collect();
         max_chars = max_chars.max(s.len() as u32);
         follows.extend(s.windows(2).map(|w| (w[0], w[1])));
