@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 step() { printf '\n==> %s\n' "$*"; }
 
 # The test tokenizers the engine reads today (tokenizers/manifest.json names them all).
-MODEL_TOKENIZERS=(llama3 llama3.1 gpt-oss qwen3 deepseek-v3 mistral-tekken qwen3.6)
+MODEL_TOKENIZERS=(llama3 llama3.1 gpt-oss qwen3 deepseek-v3 mistral-tekken qwen3.6 gemma3)
 
 step "toolchain"
 rustup target add wasm32-wasip1

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(llama3 llama3.1 gpt-oss qwen3 deepseek-v3 mistral-tekken qwen3.6)
+[ ${#names[@]} -gt 0 ] || names=(llama3 llama3.1 gpt-oss qwen3 deepseek-v3 mistral-tekken qwen3.6 gemma3)
 
 # Code and data section sizes of a .wasm: "code data".
 sections() {

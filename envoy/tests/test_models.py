@@ -12,9 +12,9 @@ import pytest
 from harness import MODELS_BUILD_COMMAND, MODELS_WASM, REPO_ROOT, Gateway
 
 CASES = json.loads((REPO_ROOT / "tokenizers/chat_cases.json").read_text())["cases"]
-# The tokenizer/format pairs of chat_cases.json this build has: all but Gemma 3 (SentencePiece BPE).
+# The tokenizer/format pairs of chat_cases.json: every one.
 PAIRS = ["llama3/llama3", "llama3.1/llama3.1", "qwen3/qwen3", "qwen3/qwen2.5", "qwen3.6/qwen3.5",
-         "deepseek-v3/deepseek-v3", "mistral-tekken/mistral", "gpt-oss/harmony"]
+         "deepseek-v3/deepseek-v3", "mistral-tekken/mistral", "gpt-oss/harmony", "gemma3/gemma3"]
 
 
 def model_name(pair: str) -> str:

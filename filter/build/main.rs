@@ -11,6 +11,7 @@ mod layout;
 mod patterns;
 mod codegen;
 mod files;
+mod spm;
 mod tables;
 mod unicode;
 
@@ -75,10 +76,10 @@ fn main() {
     for (name, path) in &named {
         println!("cargo:rerun-if-changed={}", path.display());
         let v = files::read(name, path).unwrap_or_else(|e| fail(e));
-        let earlier = vocabs.iter().position(|(e, same): &(files::Vocabulary, Option<Same>)| same.is_none() && e.split == v.split && e.nfc == v.nfc && e.tokens == v.tokens);
-        let same_as = match (v.split, earlier) {
-            (files::Split::Cl100k, _) if !v.nfc && v.tokens == cl100k => Some(Same::BuiltIn("cl100k_base")),
-            (files::Split::O200k, _) if !v.nfc && v.tokens == o200k => Some(Same::BuiltIn("o200k_base")),
+        let earlier = vocabs.iter().position(|(e, same): &(files::Vocabulary, Option<Same>)| same.is_none() && e.engine == v.engine);
+        let same_as = match (&v.engine, earlier) {
+            (files::Engine::ByteLevel { split: files::Split::Cl100k, nfc: false, tokens }, _) if *tokens == cl100k => Some(Same::BuiltIn("cl100k_base")),
+            (files::Engine::ByteLevel { split: files::Split::O200k, nfc: false, tokens }, _) if *tokens == o200k => Some(Same::BuiltIn("o200k_base")),
             (_, Some(j)) => Some(Same::Earlier(j)),
             _ => None,
         };
@@ -87,7 +88,7 @@ fn main() {
             Some(Same::Earlier(j)) => format!(", the same as {}", vocabs[*j].0.name),
             None => String::new(),
         };
-        println!("vocabulary {name}: {}, {} tokens{note}", v.format, v.tokens.iter().flatten().count());
+        println!("vocabulary {name}: {}, {} tokens{note}", v.format, v.engine.token_count());
         vocabs.push((v, same_as));
     }
     codegen::extra_tokenizers(&out, &vocabs);
@@ -99,6 +100,11 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(tokengate_chat)");
     if !vocabs.is_empty() {
         println!("cargo:rustc-cfg=tokengate_chat");
+    }
+    // The SentencePiece-style engine is dead code in a build without such a vocabulary.
+    println!("cargo::rustc-check-cfg=cfg(tokengate_spm)");
+    if vocabs.iter().any(|(v, _)| matches!(v.engine, files::Engine::SentencePiece(_))) {
+        println!("cargo:rustc-cfg=tokengate_spm");
     }
 }
 

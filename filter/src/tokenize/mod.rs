@@ -5,7 +5,8 @@
 //! The engine: a hand-written pre-tokenizer per encoding (`pretokenize`, the split patterns
 //! without a regex engine), one hash lookup per piece in a vocabulary table generated at build
 //! time (`vocab`, `layout`, `build.rs`) and tiktoken's byte-pair merge for the pieces that are
-//! not a single token (`bpe`, linear time and bounded memory for long pieces). The tables live in
+//! not a single token (`bpe`, linear time and bounded memory for long pieces). SentencePiece-style
+//! vocabularies (Gemma 3) count with an engine of their own (`spm`). The tables live in
 //! the module's data section: nothing is built when a VM starts. Text that looks like a special
 //! token (`<|endoftext|>`) is counted as ordinary text, as the API does for user content.
 
@@ -15,6 +16,8 @@ mod layout;
 mod normalize;
 pub mod patterns;
 mod pretokenize;
+#[cfg_attr(not(tokengate_spm), allow(dead_code))]
+mod spm;
 mod unicode;
 mod vocab;
 
@@ -76,8 +79,9 @@ pub struct Tokenizer {
     encoding: Option<Encoding>,
     /// The count loop of this tokenizer's vocabulary and pre-tokenizer.
     count: fn(&[u8], u64) -> Count,
-    /// The pre-tokenizer (for [`Tokenizer::pieces`]; `count` has it inlined).
-    split: Split,
+    /// The pre-tokenizer (for [`Tokenizer::pieces`]; `count` has it inlined), `None` for a
+    /// tokenizer that merges each stretch between added tokens whole (SentencePiece-style).
+    split: Option<Split>,
     /// The added tokens its file's tokenizer finds anywhere in the text (none for the built-in
     /// encodings: OpenAI counts special-token text as text).
     added: Option<&'static Added>,
@@ -143,7 +147,7 @@ fn count_o200k(t: &[u8], limit: u64) -> Count {
 static CL100K: Tokenizer = Tokenizer {
     name: "cl100k_base",
     encoding: Some(Encoding::Cl100kBase),
-    split: Split::Cl100k,
+    split: Some(Split::Cl100k),
     count: count_cl100k,
     added: None,
     nfc_first: None,
@@ -152,7 +156,7 @@ static CL100K: Tokenizer = Tokenizer {
 static O200K: Tokenizer = Tokenizer {
     name: "o200k_base",
     encoding: Some(Encoding::O200kBase),
-    split: Split::O200k,
+    split: Some(Split::O200k),
     count: count_o200k,
     added: None,
     nfc_first: None,
@@ -254,14 +258,16 @@ impl Tokenizer {
         u64::from(self.prefix_tokens)
     }
 
-    /// The pre-tokenizer's family.
-    pub fn split(&self) -> Split {
+    /// The pre-tokenizer's family, `None` when the tokenizer has no split pattern.
+    pub fn split(&self) -> Option<Split> {
         self.split
     }
 
-    /// The pre-tokenizer's pieces of `text` (the split pattern's matches), for tests and tools.
+    /// The pre-tokenizer's pieces of `text` (the split pattern's matches), for tests and tools;
+    /// the whole text (if not empty) for a tokenizer without a split pattern.
     pub fn pieces<'t>(&self, text: &'t str) -> impl Iterator<Item = &'t str> + 't {
-        self.split.pieces(text)
+        let whole = (self.split.is_none() && !text.is_empty()).then_some(text);
+        self.split.into_iter().flat_map(move |s| s.pieces(text)).chain(whole)
     }
 }
 

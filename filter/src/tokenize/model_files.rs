@@ -85,12 +85,12 @@ fn models() -> Vec<Model> {
                 (Oracle::HuggingFace(Box::new(tokenizers::Tokenizer::from_file(path).unwrap())), added)
             }
             Some(json) => (Oracle::Tiktoken(tekken(&json)), Vec::new()),
-            None if tokenizer.split() == super::Split::Qwen35 => {
+            None if tokenizer.split() == Some(super::Split::Qwen35) => {
                 let specials = super::patterns::QWEN35_SPECIAL_TOKENS;
                 (Oracle::Qwen35(tiktoken(&bytes, super::patterns::QWEN35, &specials)), specials.map(str::to_owned).to_vec())
             }
             None => {
-                let [pattern] = tokenizer.split().patterns() else { panic!("{name}: one pattern") };
+                let [pattern] = tokenizer.split().unwrap().patterns() else { panic!("{name}: one pattern") };
                 (Oracle::Tiktoken(tiktoken(&bytes, pattern, &[])), Vec::new())
             }
         };
@@ -201,4 +201,35 @@ fn model_files_fuzz_1m() {
     let names: Vec<&str> = models().iter().map(|m| m.tokenizer.name()).collect();
     println!("model files: {} inputs x {names:?}, {mismatches} mismatches", per * threads);
     assert_eq!(mismatches, 0, "{}", first.join("\n"));
+}
+
+/// Long texts (about 1 MB each: prose, a run of spaces, text without spaces, CJK) against the
+/// file's tokenizer, and the time each count and each early exit at a limit of 1000 takes:
+/// `cargo test -p tokengate --release --lib -- --ignored model_files_long_texts --nocapture`.
+#[test]
+#[ignore]
+fn model_files_long_texts() {
+    let prose = CORPUS.join(" ");
+    let texts = [
+        ("prose", prose.repeat(1_000_000 / prose.len() + 1)),
+        ("spaces", " ".repeat(1_000_000)),
+        ("letters", "abcdefghijklmnopqrstuvwxyz".repeat(40_000)),
+        ("cjk", "日本語のテキスト、中文文本。".repeat(25_000)),
+    ];
+    for m in models() {
+        for (what, text) in &texts {
+            let start = std::time::Instant::now();
+            let got = m.tokenizer.count(text);
+            let ours = start.elapsed();
+            let start = std::time::Instant::now();
+            let want = m.count(text);
+            let theirs = start.elapsed();
+            let start = std::time::Instant::now();
+            let over = m.tokenizer.count_until(text, 1000);
+            let exit = start.elapsed();
+            println!("{} {what}: {} bytes, {got} tokens in {ours:?} (the file's tokenizer {theirs:?}); limit 1000 in {exit:?}", m.tokenizer.name(), text.len());
+            assert_eq!(got, want, "{} {what}", m.tokenizer.name());
+            assert!(matches!(over, super::Count::Over { counted, .. } if counted > 1000 && counted <= want));
+        }
+    }
 }
