@@ -28,6 +28,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+command -v wrk >/dev/null || { echo "envoy_load.sh: wrk is required (apt-get install wrk)" >&2; exit 1; }
+
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 ENVOY="${ENVOY:-$ROOT/.venv/bin/envoy}"
