@@ -20,7 +20,7 @@
 
 use super::super::layout::C_NUMBER;
 use super::super::unicode::{char_at, in_set, LETTERS, LETTERS_MARKS, PREFIX, SYMBOLS, SYMBOLS_NO_MARKS};
-use super::runs::{contraction, digits, run, run_newlines, run_plain, whitespace, whitespace_to_end};
+use super::runs::{contraction, digits, run, symbols, whitespace, whitespace_to_end};
 use super::ascii_letters;
 
 /// How one member of the family differs from the others (see the module doc).
@@ -61,16 +61,8 @@ fn next(t: &[u8], i: usize, s: Shape) -> usize {
         }
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
-    let sym_start = if in_set(c0, s.symbols) {
-        Some(i)
-    } else if t[i] == b' ' && i + 1 < t.len() && in_set(char_at(t, i + 1).0, s.symbols) {
-        Some(i + 1)
-    } else {
-        None
-    };
-    if let Some(start) = sym_start {
-        let e = run_plain(t, start, s.symbols);
-        return run_newlines(t, e, false);
+    if let Some(e) = symbols(t, i, c0, s.symbols, false) {
+        return e;
     }
     if s.whole_run_at_end {
         whitespace_to_end(t, i)
@@ -82,36 +74,7 @@ fn next(t: &[u8], i: usize, s: Shape) -> usize {
 /// End of the cl100k_base piece starting at `i < t.len()`.
 #[inline(never)]
 pub fn next_cl100k(t: &[u8], i: usize) -> usize {
-    let (c0, l0) = char_at(t, i);
-    if in_set(c0, LETTERS) {
-        return run(t, i + l0, LETTERS, ascii_letters);
-    }
-    if c0 == C_NUMBER {
-        return digits(t, i);
-    }
-    if t[i] == b'\'' {
-        if let Some(e) = contraction(t, i) {
-            return e;
-        }
-    }
-    if in_set(c0, PREFIX) && i + l0 < t.len() {
-        let (c1, l1) = char_at(t, i + l0);
-        if in_set(c1, LETTERS) {
-            return run(t, i + l0 + l1, LETTERS, ascii_letters);
-        }
-    }
-    let sym_start = if in_set(c0, SYMBOLS) {
-        Some(i)
-    } else if t[i] == b' ' && i + 1 < t.len() && in_set(char_at(t, i + 1).0, SYMBOLS) {
-        Some(i + 1)
-    } else {
-        None
-    };
-    if let Some(s) = sym_start {
-        let e = run_plain(t, s, SYMBOLS);
-        return run_newlines(t, e, false);
-    }
-    whitespace_to_end(t, i)
+    next(t, i, Shape { word: LETTERS, symbols: SYMBOLS, single_digits: false, whole_run_at_end: true })
 }
 
 /// End of the Llama 3 piece starting at `i < t.len()`.

@@ -10,7 +10,7 @@
 
 use super::super::unicode::{char_at, char_at_wide, in_set, BOTH, LOWERISH, NUMBERS, PREFIX, SYMBOLS, UPPERISH};
 use super::super::layout::C_LOWER;
-use super::runs::{contraction, digits, run, run_newlines, run_plain, whitespace};
+use super::runs::{contraction, digits, run, run_plain, symbols, whitespace};
 use super::ascii_lower;
 
 /// A contraction at `e` extends the piece when the pattern has the suffix `C?`.
@@ -103,16 +103,8 @@ fn next<const CONTRACTIONS: bool, const DIGIT_GROUPS: bool>(t: &[u8], i: usize) 
         return if DIGIT_GROUPS { digits(t, i) } else { i + l0 };
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
-    let sym_start = if in_set(c0, SYMBOLS) {
-        Some(i)
-    } else if t[i] == b' ' && i + 1 < t.len() && in_set(char_at(t, i + 1).0, SYMBOLS) {
-        Some(i + 1)
-    } else {
-        None
-    };
-    if let Some(s) = sym_start {
-        let e = run_plain(t, s, SYMBOLS);
-        return run_newlines(t, e, true);
+    if let Some(e) = symbols(t, i, c0, SYMBOLS, true) {
+        return e;
     }
     whitespace(t, i)
 }

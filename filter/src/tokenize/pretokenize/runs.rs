@@ -84,6 +84,21 @@ pub(super) fn contraction(t: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// The symbols alternative ` ?S+[\r\n]*` (`[\r\n/]*` when `slash`), S the classes in `set`:
+/// the end of the piece when a character of `set` starts at `i < t.len()` (`c0` is its class) or
+/// after one space there, else `None`.
+#[inline(always)]
+pub(super) fn symbols(t: &[u8], i: usize, c0: u8, set: u8, slash: bool) -> Option<usize> {
+    let start = if in_set(c0, set) {
+        i
+    } else if t[i] == b' ' && i + 1 < t.len() && in_set(char_at(t, i + 1).0, set) {
+        i + 1
+    } else {
+        return None;
+    };
+    Some(run_newlines(t, run_plain(t, start, set), slash))
+}
+
 /// End of the run of `\r`, `\n` (and `/` when `slash`) at `i`.
 #[inline]
 pub(super) fn run_newlines(t: &[u8], mut e: usize, slash: bool) -> usize {
