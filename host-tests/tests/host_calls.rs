@@ -16,9 +16,9 @@ use crate::support::{chat_body, gateway, post, CHAT};
 #[rustfmt::skip]
 const EXPECTED: [(&str, u32, u32); 3] = [
     // case                     request  response
-    ("admitted, no quota",         14,       0),
-    ("admitted, quota",            17,      11),
-    ("over max_prompt_tokens",     10,       0),
+    ("admitted, no quota",         14,      11),
+    ("admitted, quota",            17,      17),
+    ("over max_prompt_tokens",     11,       0),
 ];
 
 fn expected(case: &str) -> (u32, u32) {

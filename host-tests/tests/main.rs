@@ -11,6 +11,7 @@ mod config;
 mod headers;
 mod host_calls;
 mod limits;
+mod metering;
 mod quota;
 mod routing;
 mod shapes;

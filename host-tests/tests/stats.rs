@@ -86,14 +86,43 @@ fn stats_after_a_sequence_of_requests() {
 }
 
 #[test]
-fn the_response_path_changes_no_request_stat() {
+fn the_response_path_moves_only_the_responses_stats() {
     let mut gw = gateway("{}");
     let out = send(&mut gw, post(CHAT, &fixture("chat_hello_gpt4o.json")));
     let before = gw.metrics();
     gw.response(
         &out,
-        host_tests::Response::ok().json(r#"{"usage":{"prompt_tokens":11}}"#),
+        host_tests::Response::ok().json(r#"{"usage":{"prompt_tokens":11,"completion_tokens":3}}"#),
     )
     .unwrap();
-    assert_eq!(gw.metrics(), before);
+    let after = gw.metrics();
+    let moved: Vec<&str> = after
+        .iter()
+        .filter(|(name, value)| before.get(*name) != Some(*value))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            "tokengate.backend_prompt_tokens_total.model.gpt-4o*",
+            "tokengate.completion_tokens.model.gpt-4o*",
+            "tokengate.completion_tokens_total.model.gpt-4o*",
+            "tokengate.prompt_drift_tokens.model.gpt-4o*",
+        ]
+    );
+}
+
+#[test]
+fn per_model_series_are_named_for_envoys_tag_extraction() {
+    let gw = gateway(r#"{"models": [{"match": "meta-llama/Llama-3.1-8B*", "encoding": "cl100k_base"}]}"#);
+    let names: Vec<String> = gw.metrics().into_keys().collect();
+    for name in &names {
+        let per_proxy = ["tokengate.requests_total", "tokengate.passthrough_total", "tokengate.quota_evictions_total", "tokengate.quota_errors_total"];
+        if per_proxy.contains(&name.as_str()) {
+            continue;
+        }
+        let (metric, label) = name.split_once(".model.").unwrap_or_else(|| panic!("{name} has no model label"));
+        assert!(metric.starts_with("tokengate.") && !metric["tokengate.".len()..].contains('.'), "{name}");
+        assert!(["other", "meta-llama/Llama-3.1-8B*"].contains(&label), "{name}");
+    }
 }

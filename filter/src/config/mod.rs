@@ -11,8 +11,10 @@ use std::fmt;
 use crate::request::ChatFormat;
 use crate::tokenize::{Encoding, Tokenizer};
 
+mod metering;
 mod raw;
-pub use raw::{RawApiKey, RawConfig, RawKeyLimits, RawModelRule, RawQuota, RawRouting, RawSizeClass};
+pub use metering::{Cost, Labels, Metering, MILLI, OTHER_LABEL};
+pub use raw::{RawApiKey, RawConfig, RawCost, RawKeyLimits, RawMetering, RawModelRule, RawQuota, RawRouting, RawSizeClass};
 
 /// Largest accepted token limit (prompt or output): far above any model's context, low enough
 /// that sums of limits never overflow.
@@ -156,6 +158,9 @@ pub struct ModelRule {
     pub max_prompt_tokens: Option<u64>,
     /// How the model's chat requests are rendered and counted.
     pub chat: ChatFormat,
+    /// The rule's stat label, as an index into `Config::labels`.
+    pub label: u16,
+    pub cost: Cost,
 }
 
 /// What applies to one request's model.
@@ -163,6 +168,9 @@ pub struct ModelRule {
 pub struct ModelPolicy {
     pub tokenizer: &'static Tokenizer,
     pub max_prompt_tokens: u64,
+    /// Index into `Config::labels`; 0 (`other`) when no rule matched.
+    pub label: u16,
+    pub cost: Cost,
 }
 
 /// Where the API key comes from.
@@ -203,8 +211,15 @@ impl Routing {
 /// The limits that apply to one key; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyLimits {
+    /// Prompt and output tokens together (weighted by the model's cost).
     pub tokens_per_minute: Option<u64>,
     pub tokens_per_day: Option<u64>,
+    /// Prompt tokens only.
+    pub input_tokens_per_minute: Option<u64>,
+    pub input_tokens_per_day: Option<u64>,
+    /// Output tokens only.
+    pub output_tokens_per_minute: Option<u64>,
+    pub output_tokens_per_day: Option<u64>,
     pub requests_per_minute: Option<u64>,
 }
 
@@ -240,6 +255,11 @@ pub struct Config {
     pub routing: Routing,
     /// `None`: no quotas.
     pub quota: Option<QuotaConfig>,
+    pub metering: Metering,
+    /// The stat labels of the model rules, `other` first, then the operator's rules' labels (the
+    /// first `operator_labels` after `other`), then the built-in rules'.
+    pub labels: Labels,
+    pub operator_labels: usize,
 }
 
 impl Config {
@@ -259,7 +279,7 @@ impl Config {
             .map_or(ChatFormat::OpenAi, |r| r.chat)
     }
 
-    /// The tokenizer and prompt limit for a request naming `model` (or none).
+    /// The tokenizer, prompt limit, label and cost for a request naming `model` (or none).
     pub fn policy_for(&self, model: Option<&str>) -> ModelPolicy {
         let rule = model.and_then(|m| self.models.iter().find(|r| r.pattern.matches(m)));
         ModelPolicy {
@@ -269,6 +289,8 @@ impl Config {
             max_prompt_tokens: rule
                 .and_then(|r| r.max_prompt_tokens)
                 .unwrap_or(self.max_prompt_tokens),
+            label: rule.map_or(0, |r| r.label),
+            cost: rule.map_or(Cost::UNIT, |r| r.cost),
         }
     }
 }
@@ -306,8 +328,13 @@ impl TryFrom<RawConfig> for Config {
         )?;
 
         let mut models = Vec::with_capacity(raw.models.len() + MODEL_RULES.len() + BUILTIN_RULES.len());
+        let mut labels = Labels::default();
         for (i, rule) in raw.models.iter().enumerate() {
             let field = |name: &str| format!("models[{i}].{name}");
+            let prefix = format!("models[{i}].");
+            let pattern = ModelPattern::parse(&field("match"), &rule.pattern)?;
+            let label = labels.index(metering::rule_label(&prefix, rule.label.as_deref(), &rule.pattern)?);
+            let cost = metering::parse_cost(&prefix, rule.cost.as_ref())?;
             let tokenizer = tokenizer_of(&format!("models[{i}]."), rule.tokenizer.as_deref(), rule.encoding.as_deref())?;
             let max_prompt_tokens = match rule.max_prompt_tokens {
                 None => None,
@@ -339,12 +366,16 @@ impl TryFrom<RawConfig> for Config {
                 });
             }
             models.push(ModelRule {
-                pattern: ModelPattern::parse(&field("match"), &rule.pattern)?,
+                pattern,
                 tokenizer,
                 max_prompt_tokens,
                 chat,
+                label,
+                cost,
             });
         }
+        let operator_labels = labels.len() - 1;
+        // Built-in rules are labelled by their pattern: a fixed set, never a client's value.
         for (pattern, name, chat) in MODEL_RULES {
             if let (Some(tokenizer), true) = (Tokenizer::by_name(name), chat.in_build()) {
                 models.push(ModelRule {
@@ -352,6 +383,8 @@ impl TryFrom<RawConfig> for Config {
                     tokenizer: Some(tokenizer),
                     max_prompt_tokens: None,
                     chat: *chat,
+                    label: labels.index((*pattern).to_owned()),
+                    cost: Cost::UNIT,
                 });
             }
         }
@@ -361,6 +394,8 @@ impl TryFrom<RawConfig> for Config {
                 tokenizer: Some(Tokenizer::of(*encoding)),
                 max_prompt_tokens: None,
                 chat: ChatFormat::OpenAi,
+                label: labels.index((*pattern).to_owned()),
+                cost: Cost::UNIT,
             });
         }
 
@@ -398,6 +433,9 @@ impl TryFrom<RawConfig> for Config {
             image_tokens,
             routing,
             quota,
+            metering: metering::parse_metering(raw.metering)?,
+            labels,
+            operator_labels,
         })
     }
 }
@@ -407,7 +445,7 @@ fn parse_quota(raw: RawQuota) -> Result<QuotaConfig, ConfigError> {
     if limits == KeyLimits::default() {
         return Err(ConfigError::InvalidValue {
             field: "quota".to_owned(),
-            reason: "sets no limit: set tokens_per_minute, tokens_per_day or requests_per_minute".to_owned(),
+            reason: "sets no limit: set tokens_per_minute, tokens_per_day, input_ or output_tokens_per_minute or _per_day, or requests_per_minute".to_owned(),
         });
     }
     let mut overrides = HashMap::with_capacity(raw.overrides.len());
@@ -454,6 +492,10 @@ fn key_limits(prefix: &str, raw: &RawKeyLimits, inherited: KeyLimits) -> Result<
     Ok(KeyLimits {
         tokens_per_minute: one("tokens_per_minute", raw.tokens_per_minute, inherited.tokens_per_minute)?,
         tokens_per_day: one("tokens_per_day", raw.tokens_per_day, inherited.tokens_per_day)?,
+        input_tokens_per_minute: one("input_tokens_per_minute", raw.input_tokens_per_minute, inherited.input_tokens_per_minute)?,
+        input_tokens_per_day: one("input_tokens_per_day", raw.input_tokens_per_day, inherited.input_tokens_per_day)?,
+        output_tokens_per_minute: one("output_tokens_per_minute", raw.output_tokens_per_minute, inherited.output_tokens_per_minute)?,
+        output_tokens_per_day: one("output_tokens_per_day", raw.output_tokens_per_day, inherited.output_tokens_per_day)?,
         requests_per_minute: one("requests_per_minute", raw.requests_per_minute, inherited.requests_per_minute)?,
     })
 }

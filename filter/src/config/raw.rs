@@ -5,7 +5,8 @@
 //! module's code, which Envoy's V8 compiles before the filter is ready, while the `Value` reader
 //! is linked anyway for request bodies. The rules: an unknown field is an error (a typo is never
 //! a silent default), every error names the field's path, and `null` is the same as leaving a
-//! field out, except for quota limits, where `null` removes the limit.
+//! field out, except for quota limits, where `null` removes the limit, and
+//! `metering.drift_warn_ratio`, where it turns the warnings off.
 
 use serde_json::{Map, Value};
 
@@ -24,6 +25,15 @@ pub struct RawConfig {
     pub image_tokens: Option<u64>,
     pub routing: Option<RawRouting>,
     pub quota: Option<RawQuota>,
+    pub metering: Option<RawMetering>,
+}
+
+/// The `metering` object.
+#[derive(Debug, Default)]
+pub struct RawMetering {
+    pub stream_usage: Option<bool>,
+    /// `None` when absent (the default), `Some(None)` when `null` (no drift warnings).
+    pub drift_warn_ratio: Option<Option<f64>>,
 }
 
 /// The `quota` object: the default limits, and overrides by key id (in key order).
@@ -40,6 +50,10 @@ pub struct RawQuota {
 pub struct RawKeyLimits {
     pub tokens_per_minute: Option<Option<u64>>,
     pub tokens_per_day: Option<Option<u64>>,
+    pub input_tokens_per_minute: Option<Option<u64>>,
+    pub input_tokens_per_day: Option<Option<u64>>,
+    pub output_tokens_per_minute: Option<Option<u64>>,
+    pub output_tokens_per_day: Option<Option<u64>>,
     pub requests_per_minute: Option<Option<u64>>,
 }
 
@@ -65,6 +79,16 @@ pub struct RawModelRule {
     pub encoding: Option<String>,
     pub max_prompt_tokens: Option<u64>,
     pub chat: Option<String>,
+    pub label: Option<String>,
+    pub cost: Option<RawCost>,
+}
+
+/// A model rule's `cost`: weights per token, as written.
+#[derive(Debug, Default)]
+pub struct RawCost {
+    pub input: Option<f64>,
+    pub cached_input: Option<f64>,
+    pub output: Option<f64>,
 }
 
 /// The `api_key` object.
@@ -74,7 +98,28 @@ pub struct RawApiKey {
     pub required: Option<bool>,
 }
 
-const LIMIT_FIELDS: [&str; 3] = ["tokens_per_minute", "tokens_per_day", "requests_per_minute"];
+const LIMIT_FIELDS: [&str; 7] = [
+    "tokens_per_minute",
+    "tokens_per_day",
+    "input_tokens_per_minute",
+    "input_tokens_per_day",
+    "output_tokens_per_minute",
+    "output_tokens_per_day",
+    "requests_per_minute",
+];
+
+const QUOTA_FIELDS: [&str; 10] = [
+    "tokens_per_minute",
+    "tokens_per_day",
+    "input_tokens_per_minute",
+    "input_tokens_per_day",
+    "output_tokens_per_minute",
+    "output_tokens_per_day",
+    "requests_per_minute",
+    "default_output_reservation",
+    "overrides",
+    "max_tracked_keys",
+];
 
 impl RawConfig {
     /// Reads the configuration JSON. Errors are `ConfigError::Syntax`, naming the field.
@@ -94,12 +139,13 @@ impl RawConfig {
                 "image_tokens",
                 "routing",
                 "quota",
+                "metering",
             ],
         )?;
         Ok(RawConfig {
             tokenizer: top.string("tokenizer")?,
             encoding: top.string("encoding")?,
-            models: top.each("models", &["match", "tokenizer", "encoding", "max_prompt_tokens", "chat"], model_rule)?,
+            models: top.each("models", &["match", "tokenizer", "encoding", "max_prompt_tokens", "chat", "label", "cost"], model_rule)?,
             max_prompt_tokens: top.u64("max_prompt_tokens")?,
             max_output_tokens: top.u64("max_output_tokens")?,
             max_body_bytes: top.u64("max_body_bytes")?,
@@ -108,11 +154,10 @@ impl RawConfig {
             })?,
             image_tokens: top.u64("image_tokens")?,
             routing: top.object("routing", &["clear_route_cache", "classes"], routing)?,
-            quota: top.object(
-                "quota",
-                &["tokens_per_minute", "tokens_per_day", "requests_per_minute", "default_output_reservation", "overrides", "max_tracked_keys"],
-                quota,
-            )?,
+            quota: top.object("quota", &QUOTA_FIELDS, quota)?,
+            metering: top.object("metering", &["stream_usage", "drift_warn_ratio"], |f| {
+                Ok(RawMetering { stream_usage: f.bool("stream_usage")?, drift_warn_ratio: f.nullable_f64("drift_warn_ratio")? })
+            })?,
         })
     }
 }
@@ -124,6 +169,10 @@ fn model_rule(f: &Fields) -> Result<RawModelRule, ConfigError> {
         encoding: f.string("encoding")?,
         max_prompt_tokens: f.u64("max_prompt_tokens")?,
         chat: f.string("chat")?,
+        label: f.string("label")?,
+        cost: f.object("cost", &["input", "cached_input", "output"], |c| {
+            Ok(RawCost { input: c.f64("input")?, cached_input: c.f64("cached_input")?, output: c.f64("output")? })
+        })?,
     })
 }
 
@@ -159,6 +208,10 @@ fn key_limits(f: &Fields) -> Result<RawKeyLimits, ConfigError> {
     Ok(RawKeyLimits {
         tokens_per_minute: f.nullable_u64("tokens_per_minute")?,
         tokens_per_day: f.nullable_u64("tokens_per_day")?,
+        input_tokens_per_minute: f.nullable_u64("input_tokens_per_minute")?,
+        input_tokens_per_day: f.nullable_u64("input_tokens_per_day")?,
+        output_tokens_per_minute: f.nullable_u64("output_tokens_per_minute")?,
+        output_tokens_per_day: f.nullable_u64("output_tokens_per_day")?,
         requests_per_minute: f.nullable_u64("requests_per_minute")?,
     })
 }
@@ -207,6 +260,22 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(None)),
             Some(_) => self.u64(name).map(Some),
+        }
+    }
+
+    /// A number, whole or fractional.
+    fn f64(&self, name: &str) -> Result<Option<f64>, ConfigError> {
+        self.get(name)
+            .map(|v| v.as_f64().ok_or_else(|| invalid_type(&self.path(name), "a number", v)))
+            .transpose()
+    }
+
+    /// Like [`Fields::f64`], but tells an explicit `null` (`Some(None)`) from an absent field.
+    fn nullable_f64(&self, name: &str) -> Result<Option<Option<f64>>, ConfigError> {
+        match self.map.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(_) => self.f64(name).map(Some),
         }
     }
 

@@ -40,15 +40,15 @@ fn full_config_parses() {
     assert!(c.api_key.required);
     assert_eq!(
         c.policy_for(Some("llama-3.1-70b")),
-        ModelPolicy { tokenizer: Tokenizer::of(Encoding::O200kBase), max_prompt_tokens: 8192 }
+        ModelPolicy { tokenizer: Tokenizer::of(Encoding::O200kBase), max_prompt_tokens: 8192, label: 1, cost: Cost::UNIT }
     );
     assert_eq!(
         c.policy_for(Some("tiny")),
-        ModelPolicy { tokenizer: Tokenizer::of(Encoding::Cl100kBase), max_prompt_tokens: 10 }
+        ModelPolicy { tokenizer: Tokenizer::of(Encoding::Cl100kBase), max_prompt_tokens: 10, label: 2, cost: Cost::UNIT }
     );
     assert_eq!(
         c.policy_for(Some("tiny-2")),
-        ModelPolicy { tokenizer: Tokenizer::of(Encoding::Cl100kBase), max_prompt_tokens: 1000 }
+        ModelPolicy { tokenizer: Tokenizer::of(Encoding::Cl100kBase), max_prompt_tokens: 1000, label: 0, cost: Cost::UNIT }
     );
 }
 
@@ -174,11 +174,11 @@ fn quota_with_overrides() {
     assert_eq!(q.max_tracked_keys, 100_000);
     assert_eq!(
         q.limits_for("ffffffffffffffff"),
-        KeyLimits { tokens_per_minute: Some(100_000), tokens_per_day: None, requests_per_minute: Some(60) }
+        KeyLimits { tokens_per_minute: Some(100_000), requests_per_minute: Some(60), ..KeyLimits::default() }
     );
     assert_eq!(
         q.limits_for("0123456789abcdef"),
-        KeyLimits { tokens_per_minute: Some(500_000), tokens_per_day: None, requests_per_minute: None }
+        KeyLimits { tokens_per_minute: Some(500_000), ..KeyLimits::default() }
     );
     assert!(defaults().quota.is_none());
 }
@@ -276,4 +276,62 @@ fn open_weight_model_names_pick_the_build_tokenizer_of_their_family() {
             }
         }
     }
+}
+
+#[test]
+fn input_and_output_limits_inherit_and_override() {
+    let c = Config::from_json(br#"{"quota": {"input_tokens_per_minute": 1000, "output_tokens_per_day": 50,
+        "overrides": {"0123456789abcdef": {"input_tokens_per_minute": null, "output_tokens_per_minute": 7}}}}"#)
+    .unwrap();
+    let q = c.quota.unwrap();
+    assert_eq!(q.limits, KeyLimits { input_tokens_per_minute: Some(1000), output_tokens_per_day: Some(50), ..KeyLimits::default() });
+    assert_eq!(
+        q.limits_for("0123456789abcdef"),
+        KeyLimits { output_tokens_per_minute: Some(7), output_tokens_per_day: Some(50), ..KeyLimits::default() }
+    );
+    assert!(err(r#"{"quota": {"output_tokens_per_day": 0}}"#).contains("`quota.output_tokens_per_day` must be between"));
+    assert!(err(r#"{"quota": {"input_tokens_per_hour": 5}}"#).contains("unknown field `input_tokens_per_hour`"));
+}
+
+#[test]
+fn labels_and_costs_of_model_rules() {
+    let c = Config::from_json(
+        br#"{"models": [{"match": "meta-llama/Llama-3.1-8B*", "cost": {"input": 0.5, "output": 2, "cached_input": 0.125}},
+                        {"match": "big", "label": "premium", "cost": {"input": 3}},
+                        {"match": "big-2", "label": "premium"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(c.operator_labels, 2, "two distinct labels: a shared label is one series");
+    let llama = c.policy_for(Some("meta-llama/Llama-3.1-8B-Instruct"));
+    assert_eq!(c.labels.get(llama.label), "meta-llama/Llama-3.1-8B*");
+    assert_eq!(llama.cost, Cost { input: 500, cached_input: 125, output: 2000 });
+    let big = c.policy_for(Some("big"));
+    assert_eq!((c.labels.get(big.label), big.cost), ("premium", Cost { input: 3000, cached_input: 3000, output: 1000 }));
+    assert_eq!(c.policy_for(Some("big-2")).label, big.label);
+    assert_eq!(c.policy_for(Some("unknown")).label, 0);
+    assert_eq!(c.policy_for(None).label, 0);
+    assert_eq!(c.labels.get(0), "other");
+    // Cost arithmetic: cached prompt tokens at their own rate, all in milli-tokens.
+    assert_eq!(llama.cost.input_milli(100, 40), 60 * 500 + 40 * 125);
+    assert_eq!(llama.cost.input_milli(10, 40), 10 * 125, "cached never exceeds the prompt");
+    assert_eq!(llama.cost.output_milli(3), 6000);
+
+    assert!(err(r#"{"models": [{"match": "a b"}]}"#).contains("`models[0].match` \"a b\" cannot label the rule's stats"));
+    assert!(err(r#"{"models": [{"match": "x", "label": "a..b"}]}"#).contains("`models[0].label` must be"));
+    assert!(err(r#"{"models": [{"match": "x", "label": ""}]}"#).contains("`models[0].label` must be"));
+    assert!(err(r#"{"models": [{"match": "x", "cost": {"input": -1}}]}"#).contains("`models[0].cost.input` must be a weight"));
+    assert!(err(r#"{"models": [{"match": "x", "cost": {"output": 0.0005}}]}"#).contains("`models[0].cost.output` has more than three decimals"));
+    assert!(err(r#"{"models": [{"match": "x", "cost": {"outptu": 1}}]}"#).contains("unknown field `outptu`"));
+    assert!(err(r#"{"models": [{"match": "x", "cost": {"input": "1"}}]}"#).contains("`models[0].cost.input`: invalid type: expected a number"));
+}
+
+#[test]
+fn metering_defaults_and_bounds() {
+    assert_eq!(defaults().metering, Metering { stream_usage: true, drift_warn_ppm: Some(20_000) });
+    let c = Config::from_json(br#"{"metering": {"stream_usage": false, "drift_warn_ratio": 0.005}}"#).unwrap();
+    assert_eq!(c.metering, Metering { stream_usage: false, drift_warn_ppm: Some(5_000) });
+    let c = Config::from_json(br#"{"metering": {"drift_warn_ratio": null}}"#).unwrap();
+    assert_eq!(c.metering.drift_warn_ppm, None);
+    assert!(err(r#"{"metering": {"drift_warn_ratio": 2}}"#).contains("`metering.drift_warn_ratio` must be a share between 0 and 1"));
+    assert!(err(r#"{"metering": {"stream_usage": "yes"}}"#).contains("`metering.stream_usage`: invalid type"));
 }

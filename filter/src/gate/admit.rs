@@ -4,12 +4,12 @@
 
 use serde_json::Value;
 
-use crate::config::{Config, QuotaConfig};
+use crate::config::{Config, Cost, QuotaConfig, MILLI};
 use crate::key::{key_from_header, key_id};
 use crate::reject::{ErrorCode, Rejection};
 use crate::request::{classify, count_prompt_as, Api, Exactness, MaxOutput, RequestError};
 use crate::quota::bucket::Refusal;
-use crate::quota::{self, KeyName, QuotaError, Quotas, Snapshot, Store};
+use crate::quota::{self, Charge, KeyName, QuotaError, Quotas, Snapshot, Store};
 use crate::tokenize::Tokenizer;
 
 /// What the request headers say, as far as the gate cares.
@@ -50,6 +50,7 @@ pub struct Admission {
     pub max_output: Option<MaxOutput>,
     pub stream: bool,
     pub include_usage: bool,
+    pub cost: Cost,
 }
 
 /// What to do with the complete body.
@@ -116,13 +117,24 @@ fn is_never_json(content_type: &str) -> bool {
     NEVER_JSON.iter().any(|prefix| ct.starts_with(prefix))
 }
 
+/// The decision on a body, with what the meter needs of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyOutcome {
+    pub decision: BodyDecision,
+    /// The model rule's label (0, `other`, when no rule matched or no model was named).
+    pub label: u16,
+    /// A prompt refused for its length: the tokens counted before refusing.
+    pub dropped_tokens: u64,
+}
+
 /// Decides on the complete request body. `path` only breaks the embeddings/responses tie.
-pub fn decide_body(
-    config: &Config,
-    content_type: Option<&str>,
-    path: Option<&str>,
-    body: &[u8],
-) -> BodyDecision {
+pub fn decide_body(config: &Config, content_type: Option<&str>, path: Option<&str>, body: &[u8]) -> BodyOutcome {
+    let mut outcome = BodyOutcome { decision: BodyDecision::PassThrough, label: 0, dropped_tokens: 0 };
+    outcome.decision = decide(config, content_type, path, body, &mut outcome);
+    outcome
+}
+
+fn decide(config: &Config, content_type: Option<&str>, path: Option<&str>, body: &[u8], outcome: &mut BodyOutcome) -> BodyDecision {
     if body.len() as u64 > config.max_body_bytes {
         return BodyDecision::Reject(too_large(body.len() as u64, config.max_body_bytes));
     }
@@ -149,6 +161,8 @@ pub fn decide_body(
         Ok(None) => return BodyDecision::PassThrough,
         Err(e) => return BodyDecision::Reject(invalid_request(&e)),
     };
+    let policy = config.policy_for(request.model);
+    outcome.label = policy.label;
     if let (Some(asked), Some(max)) = (request.max_output, config.max_output_tokens) {
         if asked.tokens > max {
             return BodyDecision::Reject(Rejection::new(
@@ -162,13 +176,13 @@ pub fn decide_body(
         }
     }
 
-    let policy = config.policy_for(request.model);
     let chat = config.chat_format_for(request.model);
     let count = match count_prompt_as(&request, body, chat, policy.tokenizer, policy.max_prompt_tokens, config.image_tokens) {
         Ok(count) => count,
         Err(e) => return BodyDecision::Reject(invalid_request(&e)),
     };
     if count.over_limit {
+        outcome.dropped_tokens = count.tokens;
         let what = request.api.prompt_param();
         let at_least = if count.stopped_early { "at least " } else { "" };
         return BodyDecision::Reject(Rejection::new(
@@ -188,6 +202,7 @@ pub fn decide_body(
         max_output: request.max_output,
         stream: request.stream,
         include_usage: request.include_usage,
+        cost: policy.cost,
     })
 }
 
@@ -215,24 +230,17 @@ pub fn reserved_output(config: &Config, admission: &Admission) -> u64 {
 /// The quota's answer for a counted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QuotaDecision {
-    /// `reserved_tokens` were taken from the key's buckets.
-    Admitted { reserved_tokens: u64, snapshot: Snapshot, evicted: bool },
+    /// The charge was taken from the key's buckets.
+    Admitted { snapshot: Snapshot, evicted: bool },
     Refused(Rejection),
 }
 
-/// Reserves the prompt and the expected output from `key`'s buckets at `now_ns`.
-pub fn admit_quota(
-    quota: &QuotaConfig,
-    store: &dyn Store,
-    key: &KeyName,
-    now_ns: u64,
-    prompt_tokens: u64,
-    output_tokens: u64,
-) -> Result<QuotaDecision, QuotaError> {
-    let reserved_tokens = prompt_tokens.saturating_add(output_tokens);
+/// Reserves the prompt and the expected output (`charge`, in weighted milli-tokens) from `key`'s
+/// buckets at `now_ns`.
+pub fn admit_quota(quota: &QuotaConfig, store: &dyn Store, key: &KeyName, now_ns: u64, charge: Charge) -> Result<QuotaDecision, QuotaError> {
     let mut evicted = false;
-    match Quotas::new(quota).admit(store, key, now_ns, reserved_tokens, &mut evicted)? {
-        quota::Admission::Admitted(snapshot) => Ok(QuotaDecision::Admitted { reserved_tokens, snapshot, evicted }),
+    match Quotas::new(quota).admit(store, key, now_ns, charge, &mut evicted)? {
+        quota::Admission::Admitted(snapshot) => Ok(QuotaDecision::Admitted { snapshot, evicted }),
         quota::Admission::Refused { kind, refusal, limit, requested, snapshot } => {
             let who = match key {
                 KeyName::Id(id) => format!("key {id}"),
@@ -240,8 +248,13 @@ pub fn admit_quota(
             };
             let limit_name = kind.describe();
             let mut headers = quota::ratelimit_headers(&snapshot);
+            // Token buckets count milli-tokens: say it in the limit's units.
+            let units = |n: u64| if kind.counts_tokens() { quota::format_milli(n) } else { n.to_string() };
+            let requested = units(requested);
             let message = match refusal {
                 Refusal::Wait { wait_ns, used } => {
+                    // What is in use refills continuously: whole tokens, rounded up.
+                    let used = if kind.counts_tokens() { used.div_ceil(MILLI).to_string() } else { used.to_string() };
                     headers.extend(quota::retry_headers(wait_ns));
                     format!(
                         "Rate limit reached for {who} on {limit_name}: Limit {limit}, Used {used}, Requested {requested}. Please try again in {}.",
@@ -270,7 +283,7 @@ mod tests {
     }
 
     fn body(config: &Config, body: &str) -> BodyDecision {
-        decide_body(config, Some("application/json"), Some("/v1/chat/completions"), body.as_bytes())
+        decide_body(config, Some("application/json"), Some("/v1/chat/completions"), body.as_bytes()).decision
     }
 
     fn rejected(d: BodyDecision) -> Rejection {
@@ -345,6 +358,22 @@ mod tests {
     }
 
     #[test]
+    fn the_outcome_carries_the_rule_label_and_the_tokens_dropped() {
+        let c = config(r#"{"max_prompt_tokens": 10, "models": [{"match": "gpt-4o", "label": "four-o", "cost": {"input": 2.5}}]}"#);
+        let out = decide_body(&c, None, None, HELLO.as_bytes());
+        assert_eq!((c.labels.get(out.label), out.dropped_tokens), ("four-o", 11));
+        let out = decide_body(&config(""), None, None, HELLO.as_bytes());
+        assert_eq!(config("").labels.get(out.label), "gpt-4o*", "built-in rules are labelled by their pattern");
+        match out.decision {
+            BodyDecision::Allow(a) => assert_eq!(a.cost, Cost::UNIT),
+            other => panic!("{other:?}"),
+        }
+        let unknown = HELLO.replace("gpt-4o", "my-finetune-17");
+        let out = decide_body(&c, None, None, unknown.as_bytes());
+        assert_eq!((out.label, c.labels.get(out.label)), (0, "other"));
+    }
+
+    #[test]
     fn refuses_output_over_the_limit() {
         let c = config(r#"{"max_output_tokens": 100}"#);
         let asks = |field: &str, n: u64| {
@@ -361,17 +390,17 @@ mod tests {
         let r = rejected(body(&c, r#"{"messages": ["#));
         assert_eq!((r.code, r.status()), (ErrorCode::InvalidJson, 400));
         // Looks like JSON without saying so: still parsed, still refused.
-        let r = rejected(decide_body(&c, None, None, b"{oops"));
+        let r = rejected(decide_body(&c, None, None, b"{oops").decision);
         assert_eq!(r.code, ErrorCode::InvalidJson);
         // Plain text and JSON of no known shape pass.
-        assert_eq!(decide_body(&c, Some("text/plain"), None, b"hello"), BodyDecision::PassThrough);
+        assert_eq!(decide_body(&c, Some("text/plain"), None, b"hello").decision, BodyDecision::PassThrough);
         assert_eq!(body(&c, r#"{"purpose": "batch"}"#), BodyDecision::PassThrough);
         assert_eq!(body(&c, "   "), BodyDecision::PassThrough);
         // Hostile nesting is an error, not a stack overflow.
         let deep = "[".repeat(100_000);
         assert_eq!(rejected(body(&c, &deep)).code, ErrorCode::InvalidJson);
         // Invalid UTF-8 inside a string.
-        let r = rejected(decide_body(&c, None, None, b"{\"prompt\": \"\xff\"}"));
+        let r = rejected(decide_body(&c, None, None, b"{\"prompt\": \"\xff\"}").decision);
         assert_eq!(r.code, ErrorCode::InvalidJson);
     }
 

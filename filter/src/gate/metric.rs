@@ -3,49 +3,73 @@
 
 use crate::reject::ErrorCode;
 
-/// A counter or histogram of the filter.
+/// A counter or histogram of the filter. Most are per model: one series per model rule's label
+/// (and `other`), named `tokengate.<name>.model.<label>`, which Envoy's stats tag extraction
+/// turns into `tokengate_<name>{model="<label>"}`; the rest are per proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
+    // Per proxy.
     RequestsTotal,
-    AllowedTotal,
+    /// Requests not counted: no JSON body, or not an LLM API shape.
     PassthroughTotal,
-    /// Requests refused with this code.
-    RejectedTotal(ErrorCode),
-    PromptTokensTotal,
-    CompletionTokensTotal,
-    CachedPromptTokensTotal,
-    RefundedTokensTotal,
-    /// Successful responses that reported no usage (the estimate was charged).
-    UsageMissingTotal,
-    /// Responses whose backend counted fewer prompt tokens than tokengate.
-    PromptDriftNegativeTotal,
     QuotaEvictionsTotal,
     /// Quota operations that failed (the request went on unmetered).
     QuotaErrorsTotal,
+    // Per model.
+    AllowedTotal,
+    /// Requests refused with this code.
+    RejectedTotal(ErrorCode),
+    /// Prompt tokens of admitted requests, as tokengate counted them.
+    PromptTokensTotal,
+    /// Prompt tokens as the backend reported them.
+    BackendPromptTokensTotal,
+    /// Output tokens: reported, or counted from the output when no usage came.
+    CompletionTokensTotal,
+    CachedPromptTokensTotal,
+    ReasoningTokensTotal,
+    /// Tokens refused requests would have cost (prompt, plus reserved output on a quota refusal).
+    DroppedTokensTotal,
+    RefundedTokensTotal,
+    /// Successful responses that reported no usage (the output was estimated).
+    UsageMissingTotal,
+    /// Responses whose backend counted fewer prompt tokens than tokengate.
+    PromptDriftNegativeTotal,
+    /// Responses whose prompt drift was over `metering.drift_warn_ratio`.
+    PromptDriftWarningsTotal,
     /// Histogram: prompt tokens per admitted request.
     PromptTokens,
+    /// Histogram: output tokens per response.
+    CompletionTokens,
     /// Histogram: microseconds spent parsing and counting a body.
     TokenizeUs,
     /// Histogram: |backend's prompt tokens - tokengate's count|.
     PromptDriftTokens,
 }
 
-const PLAIN: [Metric; 14] = [
+/// The metrics other than the rejection counters, in `index()` order; the first `GLOBAL` are per
+/// proxy.
+const PLAIN: [Metric; 19] = [
     Metric::RequestsTotal,
-    Metric::AllowedTotal,
     Metric::PassthroughTotal,
+    Metric::QuotaEvictionsTotal,
+    Metric::QuotaErrorsTotal,
+    Metric::AllowedTotal,
     Metric::PromptTokensTotal,
+    Metric::BackendPromptTokensTotal,
     Metric::CompletionTokensTotal,
     Metric::CachedPromptTokensTotal,
+    Metric::ReasoningTokensTotal,
+    Metric::DroppedTokensTotal,
     Metric::RefundedTokensTotal,
     Metric::UsageMissingTotal,
     Metric::PromptDriftNegativeTotal,
-    Metric::QuotaEvictionsTotal,
-    Metric::QuotaErrorsTotal,
+    Metric::PromptDriftWarningsTotal,
     Metric::PromptTokens,
+    Metric::CompletionTokens,
     Metric::TokenizeUs,
     Metric::PromptDriftTokens,
 ];
+const GLOBAL: usize = 4;
 
 impl Metric {
     /// How many metrics there are: `index()` is below it.
@@ -64,30 +88,51 @@ impl Metric {
         }
     }
 
-    pub fn is_histogram(self) -> bool {
-        matches!(self, Metric::PromptTokens | Metric::TokenizeUs | Metric::PromptDriftTokens)
+    /// One series per model label (else one per proxy).
+    pub fn is_per_model(self) -> bool {
+        self.index() >= GLOBAL
     }
 
-    /// The name the host knows it by: `tokengate.` and the Prometheus name without its prefix.
+    pub fn is_histogram(self) -> bool {
+        matches!(self, Metric::PromptTokens | Metric::CompletionTokens | Metric::TokenizeUs | Metric::PromptDriftTokens)
+    }
+
+    /// The name the host knows it by: `tokengate.` and the Prometheus name without its prefix
+    /// (a per-model metric's series add `.model.<label>`, see [`Metric::series_name`]).
     pub fn name(self) -> &'static str {
         NAMES.get(self.index()).copied().unwrap_or("tokengate.unknown")
+    }
+
+    /// The stat name of this metric's series for `label` (the label is ignored for a metric per
+    /// proxy).
+    pub fn series_name(self, label: &str) -> String {
+        if self.is_per_model() {
+            format!("{}.model.{label}", self.name())
+        } else {
+            self.name().to_owned()
+        }
     }
 }
 
 /// Names by `Metric::index`: the plain metrics, then one rejection counter per `ErrorCode::ALL`.
 const NAMES: [&str; Metric::COUNT] = [
     "tokengate.requests_total",
-    "tokengate.allowed_total",
     "tokengate.passthrough_total",
+    "tokengate.quota_evictions_total",
+    "tokengate.quota_errors_total",
+    "tokengate.allowed_total",
     "tokengate.prompt_tokens_total",
+    "tokengate.backend_prompt_tokens_total",
     "tokengate.completion_tokens_total",
     "tokengate.cached_prompt_tokens_total",
+    "tokengate.reasoning_tokens_total",
+    "tokengate.dropped_tokens_total",
     "tokengate.refunded_tokens_total",
     "tokengate.usage_missing_total",
     "tokengate.prompt_drift_negative_total",
-    "tokengate.quota_evictions_total",
-    "tokengate.quota_errors_total",
+    "tokengate.prompt_drift_warnings_total",
     "tokengate.prompt_tokens",
+    "tokengate.completion_tokens",
     "tokengate.tokenize_us",
     "tokengate.prompt_drift_tokens",
     "tokengate.rejected_context_length_exceeded_total",
@@ -117,5 +162,9 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Metric::COUNT);
+        assert!(!Metric::RequestsTotal.is_per_model() && !Metric::QuotaErrorsTotal.is_per_model());
+        assert!(Metric::AllowedTotal.is_per_model() && Metric::RejectedTotal(ErrorCode::InvalidJson).is_per_model());
+        assert_eq!(Metric::PromptTokensTotal.series_name("gpt-4o*"), "tokengate.prompt_tokens_total.model.gpt-4o*");
+        assert_eq!(Metric::RequestsTotal.series_name("x"), "tokengate.requests_total");
     }
 }

@@ -7,9 +7,11 @@
 //! Request side (this file, with the pure decisions in `admit`): strip client-sent
 //! `x-tokengate-*` headers, refuse at the headers or hold the request for its body, count it,
 //! reserve from the key's buckets, annotate it. Response side (`settle`): read the usage the
-//! backend reports and settle the reservation with it.
+//! backend reports for every admitted request, meter it, and settle the reservation with it.
+//! Every plan's stats carry the request's model label (`other` until a rule matches).
 
 mod admit;
+mod drift;
 mod metric;
 mod plan;
 mod settle;
@@ -17,12 +19,13 @@ mod settle;
 mod tests;
 
 use crate::config::Config;
-use crate::quota::{ratelimit_headers, KeyName, Quotas, Store};
+use crate::quota::{ratelimit_headers, Charge, KeyName, Quotas, Store};
 use crate::reject::{ErrorCode, Rejection};
-use crate::request::{with_include_usage, Api};
+use crate::request::{with_include_usage, Api, Exactness};
 use admit::{admit_quota, decide_body, decide_head, reserved_output, too_large, Admission, BodyDecision, HeadDecision, QuotaDecision, RequestHead};
-use settle::{Reservation, Tap};
+use settle::{whole_tokens, Meter, Reservation, Tap};
 
+pub use drift::DriftLog;
 pub use metric::Metric;
 pub use plan::{Action, Field, HeaderEdits, LogLevel, Plan, Reply, Stats};
 
@@ -40,6 +43,8 @@ pub struct Env<'a> {
     pub config: &'a Config,
     pub store: &'a dyn Store,
     pub clock: &'a dyn Clock,
+    /// The VM's drift warnings, at most one line a minute.
+    pub drift_log: &'a DriftLog,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +67,10 @@ pub struct Exchange {
     body_bytes: usize,
     /// tokengate answered the request itself.
     replied: bool,
-    reservation: Option<Reservation>,
+    /// The model rule's label, once the body named a model (0, `other`, until then).
+    label: u16,
+    /// An admitted request, until its response is metered.
+    meter: Option<Meter>,
     tap: Tap,
     /// The backend's response failed (status >= 400), or none has arrived yet.
     backend_failed: bool,
@@ -84,7 +92,8 @@ impl Exchange {
             content_length: false,
             body_bytes: 0,
             replied: false,
-            reservation: None,
+            label: 0,
+            meter: None,
             tap: Tap::Nothing,
             backend_failed: true,
         }
@@ -116,6 +125,14 @@ impl Exchange {
                 plan
             }
         }
+    }
+
+    /// Every plan leaves through here: its per-model stats carry the request's label.
+    fn done(&self, mut plan: Plan) -> Plan {
+        if !plan.stats.is_empty() {
+            plan.stats.label = self.label;
+        }
+        plan
     }
 
     /// `size` bytes of request body are buffered; `read` gives them, and is called only once
@@ -165,10 +182,11 @@ impl Exchange {
             }
         };
         let started = env.clock.now_ns();
-        let decision = decide_body(env.config, self.content_type.as_deref(), self.path.as_deref(), &body);
+        let outcome = decide_body(env.config, self.content_type.as_deref(), self.path.as_deref(), &body);
         let now = env.clock.now_ns();
         let tokenize_us = now.saturating_sub(started) / 1000;
-        match decision {
+        self.label = outcome.label;
+        match outcome.decision {
             BodyDecision::Allow(admission) => {
                 plan.stat(Metric::TokenizeUs, tokenize_us);
                 self.admit(env, plan, &admission, &body, now)
@@ -177,36 +195,33 @@ impl Exchange {
             BodyDecision::Reject(rejection) => {
                 if rejection.code == ErrorCode::ContextLengthExceeded {
                     plan.stat(Metric::TokenizeUs, tokenize_us);
+                    plan.stat(Metric::DroppedTokensTotal, outcome.dropped_tokens);
                 }
                 self.reject(env, plan, &rejection, Some(now))
             }
         }
     }
 
-    /// A counted request goes on: reserve from the key's buckets, then annotate it.
+    /// A counted request goes on: reserve from the key's buckets, then annotate it; its response
+    /// will be metered.
     #[inline(never)]
     fn admit(&mut self, env: &Env<'_>, mut plan: Plan, admission: &Admission, body: &[u8], now: u64) -> Plan {
         let config = env.config;
         let output = reserved_output(config, admission);
         let prompt = admission.prompt_tokens;
+        let mut reservation = None;
         if let Some(quota) = &config.quota {
             let key = self.quota_key();
-            match admit_quota(quota, env.store, &key, now, prompt, output) {
-                Ok(QuotaDecision::Admitted { reserved_tokens, snapshot, evicted }) => {
+            let charge = Charge { input_milli: admission.cost.input_milli(prompt, 0), output_milli: admission.cost.output_milli(output) };
+            match admit_quota(quota, env.store, &key, now, charge) {
+                Ok(QuotaDecision::Admitted { snapshot, evicted }) => {
                     if evicted {
                         plan.stat(Metric::QuotaEvictionsTotal, 1);
                     }
-                    self.reservation = Some(Reservation {
-                        key,
-                        reserved: reserved_tokens,
-                        prompt_tokens: prompt,
-                        tokenizer: admission.tokenizer,
-                        snapshot,
-                        injected_usage: false,
-                    });
-                    self.request_stream_usage(&mut plan, admission, body);
+                    reservation = Some(Reservation { key, charge, snapshot });
                 }
                 Ok(QuotaDecision::Refused(rejection)) => {
+                    plan.stat(Metric::DroppedTokensTotal, prompt.saturating_add(output));
                     plan.state(Field::PromptTokens, prompt.to_string());
                     return self.reject(env, plan, &rejection, Some(now));
                 }
@@ -229,8 +244,8 @@ impl Exchange {
         if let Some(id) = &self.key_id {
             headers.put("x-tokengate-key-id", id.clone());
         }
-        if let Some(r) = &self.reservation {
-            let reserved = r.reserved.to_string();
+        if let Some(r) = &reservation {
+            let reserved = whole_tokens(r.charge.input_milli.saturating_add(r.charge.output_milli)).to_string();
             headers.put("x-tokengate-reserved-tokens", reserved.clone());
             plan.state(Field::ReservedTokens, reserved);
         }
@@ -238,13 +253,24 @@ impl Exchange {
             plan.request_headers.put("x-tokengate-class", class.to_owned());
         }
         plan.clear_route_cache = config.routing.clear_route_cache;
+        self.meter = Some(Meter {
+            prompt_tokens: prompt,
+            exact: admission.exactness == Exactness::Exact,
+            tokenizer: admission.tokenizer,
+            cost: admission.cost,
+            injected_usage: false,
+            reservation,
+        });
+        if config.metering.stream_usage {
+            self.request_stream_usage(&mut plan, admission, body);
+        }
         plan.stat(Metric::AllowedTotal, 1);
         plan.stat(Metric::PromptTokensTotal, prompt);
         plan.stat(Metric::PromptTokens, prompt);
         plan.state(Field::PromptTokens, tokens);
         plan.state(Field::Encoding, admission.tokenizer.name().to_owned());
         self.record_decision(&mut plan, "allowed");
-        plan
+        self.done(plan)
     }
 
     /// Streams report usage only when asked: ask, and remember to hide the answer from the client.
@@ -259,8 +285,8 @@ impl Exchange {
             plan.request_headers.put("content-length", rewritten.len().to_string());
         }
         plan.request_body = Some(rewritten);
-        if let Some(r) = self.reservation.as_mut() {
-            r.injected_usage = true;
+        if let Some(m) = self.meter.as_mut() {
+            m.injected_usage = true;
         }
     }
 
@@ -268,7 +294,7 @@ impl Exchange {
         self.phase = Phase::Decided;
         plan.stat(Metric::PassthroughTotal, 1);
         self.record_decision(&mut plan, "passthrough");
-        plan
+        self.done(plan)
     }
 
     /// Answers the request with `rejection`. Refusals other than the quota's own and a missing
@@ -285,7 +311,7 @@ impl Exchange {
         }
         plan.reply = Some(Reply { status: rejection.status(), headers, body: rejection.body() });
         plan.action = Action::Pause;
-        plan
+        self.done(plan)
     }
 
     fn record_decision(&self, plan: &mut Plan, decision: &str) {

@@ -59,33 +59,38 @@ pub struct Reply {
     pub body: String,
 }
 
-/// A plan's counter increments and histogram samples, in the order they were made. Counters
-/// never carry a zero: an increment by zero would be a wasted host call.
+/// A plan's counter increments and histogram samples, in the order they were made, and the
+/// model label their per-model series carry. Counters never carry a zero: an increment by zero
+/// would be a wasted host call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats(Vec<(Metric, u64)>);
+pub struct Stats {
+    moves: Vec<(Metric, u64)>,
+    /// Index into `Config::labels` (0: `other`).
+    pub label: u16,
+}
 
 impl Stats {
     /// Adds `value` to a counter, or records it as a histogram's sample.
     #[inline(never)]
     pub fn add(&mut self, metric: Metric, value: u64) {
         if value != 0 || metric.is_histogram() {
-            self.0.push((metric, value));
+            self.moves.push((metric, value));
         }
     }
 
     /// What the plan adds to a counter (or its histogram sample), if anything.
     pub fn get(&self, metric: Metric) -> Option<u64> {
-        let mut moved = self.0.iter().filter(|(m, _)| *m == metric).map(|(_, v)| *v).peekable();
+        let mut moved = self.moves.iter().filter(|(m, _)| *m == metric).map(|(_, v)| *v).peekable();
         moved.peek()?;
         Some(moved.sum())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.moves.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Metric, u64)> + '_ {
-        self.0.iter().copied()
+        self.moves.iter().copied()
     }
 }
 
@@ -99,10 +104,20 @@ pub enum Field {
     PromptTokens,
     Encoding,
     ReservedTokens,
-    /// What the request cost once settled.
+    /// What the request cost its key once the response is known (with a quota), in the limits'
+    /// units: tokens weighted by the model's cost; prompt + completion at the default weights.
     ActualTokens,
-    /// `reported` (the backend's usage) or `estimated`.
+    /// Where the response's counts come from: `reported` (the backend's usage), `estimated`
+    /// (no usage: the output counted from the response) or `none` (failed without usage).
     Usage,
+    /// The backend's prompt tokens, when it reported usage.
+    BackendPromptTokens,
+    /// Output tokens, reported or estimated.
+    CompletionTokens,
+    /// Cached prompt tokens, when the backend reported usage.
+    CachedTokens,
+    /// The backend's prompt tokens minus tokengate's count, when it reported usage.
+    Drift,
 }
 
 impl Field {
@@ -116,6 +131,10 @@ impl Field {
             Field::ReservedTokens => "tokengate.reserved_tokens",
             Field::ActualTokens => "tokengate.actual_tokens",
             Field::Usage => "tokengate.usage",
+            Field::BackendPromptTokens => "tokengate.backend_prompt_tokens",
+            Field::CompletionTokens => "tokengate.completion_tokens",
+            Field::CachedTokens => "tokengate.cached_tokens",
+            Field::Drift => "tokengate.drift",
         }
     }
 }

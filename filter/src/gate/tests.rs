@@ -48,6 +48,7 @@ struct Kit {
     config: Config,
     store: Box<dyn Store>,
     clock: TestClock,
+    drift_log: DriftLog,
 }
 
 impl Kit {
@@ -56,11 +57,12 @@ impl Kit {
             config: Config::from_json(json.as_bytes()).unwrap(),
             store: Box::new(MemStore::default()),
             clock: TestClock { now: Cell::new(T0), step: 0, reads: Cell::new(0) },
+            drift_log: DriftLog::default(),
         }
     }
 
     fn env(&self) -> Env<'_> {
-        Env { config: &self.config, store: self.store.as_ref(), clock: &self.clock }
+        Env { config: &self.config, store: self.store.as_ref(), clock: &self.clock, drift_log: &self.drift_log }
     }
 
     /// Headers (with `content-type: application/json` and `:path`) then the whole body in one
@@ -162,11 +164,28 @@ fn an_admitted_request_is_annotated_counted_and_recorded() {
     assert_eq!(state(&plan, Field::Encoding), Some("o200k_base"));
     assert_eq!(state(&plan, Field::KeyId), Some(KEY_ID));
 
-    // Without quotas the response is not read at all.
-    let response = ex.on_response_headers(&kit.env(), false, || panic!("read the response headers"));
-    assert_eq!(response, Plan::default());
+    assert_eq!(plan.stats.label, kit.config.labels.index_of("gpt-4o*"), "the built-in rule's series");
+
+    // Without quotas the response is still metered, and no ratelimit header is added.
+    let (head, body) = kit.respond(&mut ex, 200, "application/json", &chat_completion(11, 5));
+    assert!(head.response_headers.is_empty() && head.stats.is_empty());
+    assert_eq!(stat(&body, Metric::CompletionTokensTotal), Some(5));
+    assert_eq!(stat(&body, Metric::BackendPromptTokensTotal), Some(11));
+    assert_eq!(state(&body, Field::Usage), Some("reported"));
+    let end = ex.on_stream_end(&kit.env());
+    assert!(end.stats.is_empty() && end.filter_state.is_empty(), "metered once: {end:?}");
+}
+
+#[test]
+fn requests_that_are_not_admitted_are_not_metered() {
+    let kit = Kit::new(r#"{"max_prompt_tokens": 5}"#);
+    let (mut ex, plan) = kit.request(&[], HELLO);
+    assert_eq!(reply(&plan).status, 400);
+    assert_eq!(ex.on_response_headers(&kit.env(), false, || panic!("read the reply's headers")), Plan::default());
+    let mut ex = Exchange::new();
+    ex.on_request_headers(&kit.env(), &headers(&[(":method", "GET")]), true);
+    assert_eq!(ex.on_response_headers(&kit.env(), false, || panic!("read a passthrough's headers")), Plan::default());
     assert_eq!(ex.on_response_body(&kit.env(), 10, true, never), Plan::default());
-    assert_eq!(ex.on_stream_end(&kit.env()), Plan::default());
 }
 
 #[test]
@@ -454,7 +473,8 @@ fn a_failed_or_missing_response_refunds_the_whole_reservation() {
     let (mut ex, _) = kit.request(&[], HELLO);
     let end = ex.on_stream_end(&kit.env());
     assert_eq!(stat(&end, Metric::RefundedTokensTotal), Some(111));
-    assert_eq!(state(&end, Field::Usage), Some("estimated"));
+    assert_eq!(state(&end, Field::Usage), Some("none"));
+    assert_eq!(stat(&end, Metric::CompletionTokens), None, "nothing came: no output sample");
     // A response body other than JSON or SSE is not read.
     let (mut ex, _) = kit.request(&[], HELLO);
     let map = headers(&[(":status", "200"), ("content-type", "text/plain")]);
@@ -472,9 +492,167 @@ fn a_quota_store_that_fails_admits_and_says_so() {
     assert_eq!(stat(&plan, Metric::QuotaErrorsTotal), Some(1));
     assert!(plan.logs.iter().any(|(l, m)| *l == LogLevel::Error && m.starts_with("quota not applied")), "{:?}", plan.logs);
     assert_eq!(set(&plan.request_headers, "x-tokengate-reserved-tokens"), None);
-    // Nothing reserved, nothing to settle; the response's levels cannot be read either.
+    // Nothing reserved, nothing to settle; the response's levels cannot be read either, but the
+    // meter still reads the usage.
     let (head, body) = kit.respond(&mut ex, 200, "application/json", &chat_completion(11, 1));
     assert!(head.response_headers.set.is_empty());
     assert!(head.logs.iter().any(|(l, _)| *l == LogLevel::Warn));
-    assert_eq!(body, Plan::default());
+    assert_eq!(stat(&body, Metric::CompletionTokensTotal), Some(1));
+    assert_eq!((stat(&body, Metric::RefundedTokensTotal), stat(&body, Metric::QuotaErrorsTotal)), (None, None));
+}
+
+// Metering: every admitted request, quotas or not.
+
+#[test]
+fn metering_without_a_quota_reads_json_and_sse_and_says_where_counts_come_from() {
+    let kit = Kit::new("");
+    // JSON with usage: the backend's counts, cached and reasoning tokens, the drift.
+    let (mut ex, _) = kit.request(&[], HELLO);
+    let completion = r#"{"choices":[{"message":{"content":"Hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":7,
+        "prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":5}}}"#;
+    let (_, body) = kit.respond(&mut ex, 200, "application/json", completion);
+    for (metric, value) in [
+        (Metric::BackendPromptTokensTotal, 12),
+        (Metric::CompletionTokensTotal, 7),
+        (Metric::CompletionTokens, 7),
+        (Metric::CachedPromptTokensTotal, 4),
+        (Metric::ReasoningTokensTotal, 5),
+        (Metric::PromptDriftTokens, 1),
+    ] {
+        assert_eq!(stat(&body, metric), Some(value), "{metric:?}");
+    }
+    for (field, value) in [
+        (Field::Usage, "reported"),
+        (Field::BackendPromptTokens, "12"),
+        (Field::CompletionTokens, "7"),
+        (Field::CachedTokens, "4"),
+        (Field::Drift, "1"),
+    ] {
+        assert_eq!(state(&body, field), Some(value), "{field:?}");
+    }
+    assert_eq!((stat(&body, Metric::RefundedTokensTotal), state(&body, Field::ActualTokens)), (None, None), "no quota, nothing charged");
+
+    // A stream whose client did not ask for usage: asked for, and hidden, without a quota too.
+    let (mut ex, plan) = kit.request(&[], STREAMING);
+    assert!(plan.request_body.is_some(), "usage is asked for");
+    let events = sse(&[r#"{"choices":[{"delta":{"content":"Hi"}}],"usage":null}"#, r#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":2}}"#]);
+    let (head, body) = kit.respond(&mut ex, 200, "text/event-stream", &events);
+    assert_eq!(head.response_headers.remove, ["content-length"]);
+    assert_eq!(String::from_utf8(body.response_body.clone().unwrap()).unwrap(), sse(&[r#"{"choices":[{"delta":{"content":"Hi"}}]}"#]));
+    assert_eq!((state(&body, Field::Usage), state(&body, Field::Drift)), (Some("reported"), Some("0")));
+
+    // A backend that never sends usage: the output counted from the deltas.
+    let (mut ex, _) = kit.request(&[], STREAMING);
+    let (_, body) = kit.respond(&mut ex, 200, "text/event-stream", &sse(&[r#"{"choices":[{"delta":{"content":"Hello there"}}]}"#]));
+    assert_eq!((state(&body, Field::Usage), state(&body, Field::CompletionTokens)), (Some("estimated"), Some("2")));
+    assert_eq!((state(&body, Field::BackendPromptTokens), state(&body, Field::Drift)), (None, None));
+    assert_eq!(stat(&body, Metric::UsageMissingTotal), Some(1));
+    assert_eq!(stat(&body, Metric::BackendPromptTokensTotal), None);
+
+    // A JSON response without usage: the output counted from the message.
+    let (mut ex, _) = kit.request(&[], HELLO);
+    let (_, body) = kit.respond(&mut ex, 200, "application/json", r#"{"choices":[{"message":{"content":"Hello there"}}]}"#);
+    assert_eq!((state(&body, Field::Usage), state(&body, Field::CompletionTokens)), (Some("estimated"), Some("2")));
+}
+
+#[test]
+fn stream_usage_off_leaves_the_request_alone_and_estimates_the_output() {
+    let kit = Kit::new(r#"{"metering": {"stream_usage": false}}"#);
+    let (mut ex, plan) = kit.request(&[], STREAMING);
+    assert_eq!(plan.request_body, None);
+    let events = sse(&[r#"{"choices":[{"delta":{"content":"Hello there"}}]}"#]);
+    let (head, body) = kit.respond(&mut ex, 200, "text/event-stream", &events);
+    assert!(head.response_headers.remove.is_empty() && body.response_body.is_none(), "the stream passes untouched");
+    assert_eq!((state(&body, Field::Usage), state(&body, Field::CompletionTokens)), (Some("estimated"), Some("2")));
+}
+
+#[test]
+fn every_plan_of_a_request_carries_its_rule_label_and_unknown_models_are_other() {
+    let kit = Kit::new(r#"{"max_prompt_tokens": 5, "models": [{"match": "gpt-4o", "label": "four-o", "max_prompt_tokens": 100}]}"#);
+    let four_o = kit.config.labels.index_of("four-o");
+    let (mut ex, plan) = kit.request(&[], HELLO);
+    assert_eq!(plan.stats.label, four_o);
+    let (_, body) = kit.respond(&mut ex, 200, "application/json", &chat_completion(11, 1));
+    assert_eq!(body.stats.label, four_o);
+    // A client's own model name never becomes a label.
+    let (_, plan) = kit.request(&[], &HELLO.replace("gpt-4o", "anything-a-client-sends"));
+    assert_eq!((plan.stats.label, stat(&plan, Metric::RejectedTotal(ErrorCode::ContextLengthExceeded))), (0, Some(1)));
+    assert_eq!(stat(&plan, Metric::DroppedTokensTotal), Some(HELLO_TOKENS), "the refused prompt's tokens are dropped tokens");
+    // Refused before the body names a model: `other`.
+    let mut ex = Exchange::new();
+    let plan = ex.on_request_headers(&kit.env(), &headers(&[("content-length", "999999999")]), false);
+    assert_eq!((plan.stats.label, stat(&plan, Metric::RejectedTotal(ErrorCode::RequestTooLarge))), (0, Some(1)));
+}
+
+#[test]
+fn drift_over_the_ratio_moves_a_counter_and_logs_once_a_minute() {
+    let kit = Kit::new(r#"{"metering": {"drift_warn_ratio": 0.1}, "models": [{"match": "gpt-4o", "label": "four-o"}]}"#);
+    let drift = |backend: u64| {
+        let (mut ex, _) = kit.request(&[], HELLO);
+        kit.respond(&mut ex, 200, "application/json", &chat_completion(backend, 1)).1
+    };
+    let within = drift(12);
+    assert_eq!(stat(&within, Metric::PromptDriftWarningsTotal), None, "1 of 11 is under 10 %");
+    assert!(within.logs.is_empty());
+    let over = drift(13);
+    assert_eq!(stat(&over, Metric::PromptDriftWarningsTotal), Some(1));
+    assert_eq!(over.logs.len(), 1);
+    assert!(over.logs[0].1.contains("model rule `four-o`") && over.logs[0].1.contains("counted 13 prompt tokens, tokengate 11 (+18.18%"), "{:?}", over.logs);
+    let again = drift(5);
+    assert_eq!(stat(&again, Metric::PromptDriftWarningsTotal), Some(1));
+    assert!(again.logs.is_empty(), "one line a minute");
+    kit.clock.now.set(T0 + 61 * SEC);
+    let later = drift(20);
+    assert!(later.logs[0].1.contains("1 more drifting responses"), "{:?}", later.logs);
+    // Off with null.
+    let kit = Kit::new(r#"{"metering": {"drift_warn_ratio": null}}"#);
+    let (mut ex, _) = kit.request(&[], HELLO);
+    let (_, body) = kit.respond(&mut ex, 200, "application/json", &chat_completion(100, 1));
+    assert_eq!((stat(&body, Metric::PromptDriftWarningsTotal), body.logs.len()), (None, 0));
+    assert_eq!(stat(&body, Metric::PromptDriftTokens), Some(89), "the histogram still records it");
+}
+
+#[test]
+fn weighted_costs_reserve_and_settle_in_the_limits_units() {
+    // input 2, cached 0.5, output 4; 1000 weighted tokens a minute.
+    let kit = Kit::new(r#"{"quota": {"tokens_per_minute": 1000, "default_output_reservation": 10},
+        "models": [{"match": "gpt-4o", "cost": {"input": 2, "cached_input": 0.5, "output": 4}}]}"#);
+    let (mut ex, plan) = kit.request(&[("authorization", KEY)], HELLO);
+    // 11 × 2 + 10 × 4 = 62 reserved.
+    assert_eq!(set(&plan.request_headers, "x-tokengate-reserved-tokens"), Some("62"));
+    // 12 prompt tokens, 3 of them cached, 5 out: 9 × 2 + 3 × 0.5 + 5 × 4 = 39.5 weighted tokens.
+    let (head, body) = kit.respond(&mut ex, 200, "application/json", &chat_completion(12, 5));
+    assert_eq!(set(&head.response_headers, "x-ratelimit-remaining-tokens"), Some("938"));
+    assert_eq!(state(&body, Field::ActualTokens), Some("40"), "rounded up to whole tokens");
+    assert_eq!(stat(&body, Metric::RefundedTokensTotal), Some(22), "62 - 39.5, whole tokens");
+    let mut ex = Exchange::new();
+    ex.on_request_headers(&kit.env(), &headers(&[(":method", "GET"), ("authorization", KEY)]), true);
+    let (head, _) = kit.respond(&mut ex, 200, "application/json", "{}");
+    assert_eq!(set(&head.response_headers, "x-ratelimit-remaining-tokens"), Some("960"), "1000 - 39.5, rounded down");
+    // A refusal speaks in weighted tokens.
+    let big = HELLO.replace("\"messages\"", "\"max_tokens\":240,\"messages\"");
+    let (_, plan) = kit.request(&[("authorization", KEY)], &big);
+    let r = reply(&plan);
+    assert!(r.body.contains("Limit 1000, Used 40, Requested 982"), "{}", r.body);
+    assert_eq!(stat(&plan, Metric::DroppedTokensTotal), Some(HELLO_TOKENS + 240), "dropped counts raw tokens");
+}
+
+#[test]
+fn input_and_output_limits_refuse_on_their_own_bucket() {
+    let kit = Kit::new(r#"{"quota": {"input_tokens_per_minute": 20, "output_tokens_per_minute": 100, "default_output_reservation": 10}}"#);
+    let (_, plan) = kit.request(&[("authorization", KEY)], HELLO);
+    assert_eq!(plan.action, Action::Continue);
+    // A second prompt of 11 does not fit the 9 input tokens left.
+    let (_, plan) = kit.request(&[("authorization", KEY)], HELLO);
+    let r = reply(&plan);
+    assert_eq!((r.status, error_code(r).as_str()), (429, "rate_limit_exceeded"));
+    assert!(r.body.contains("on input tokens per min (ITPM): Limit 20, Used 11, Requested 11"), "{}", r.body);
+    assert_eq!(reply_header(r, "x-ratelimit-remaining-input-tokens"), Some("9"));
+    assert_eq!(reply_header(r, "x-ratelimit-remaining-output-tokens"), Some("90"));
+    assert_eq!(reply_header(r, "x-ratelimit-limit-tokens"), None, "no total limit, no total headers");
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["error"]["type"], "tokens");
+    // Another key asks for more output than the output bucket holds.
+    let (_, plan) = kit.request(&[("authorization", "Bearer other")], &HELLO.replace("\"messages\"", "\"max_tokens\":101,\"messages\""));
+    assert!(reply(&plan).body.contains("Request too large for key") && reply(&plan).body.contains("output tokens per min (OTPM): Limit 100, Requested 101"), "{}", reply(&plan).body);
 }

@@ -27,7 +27,7 @@ impl Clock for HostClock {
 }
 
 fn env(shared: &Shared) -> Env<'_> {
-    Env { config: &shared.config, store: &SharedData, clock: &HostClock }
+    Env { config: &shared.config, store: &SharedData, clock: &HostClock, drift_log: &shared.drift_log }
 }
 
 #[inline(never)]

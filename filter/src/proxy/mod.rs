@@ -12,6 +12,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::Config;
+use crate::gate::DriftLog;
 use http::Stream;
 use metrics::Metrics;
 
@@ -24,6 +25,7 @@ proxy_wasm::main! {{
 pub(crate) struct Shared {
     pub config: Config,
     pub metrics: Metrics,
+    pub drift_log: DriftLog,
 }
 
 #[derive(Default)]
@@ -37,8 +39,9 @@ impl Root {
             .map_err(|s| format!("cannot read the plugin configuration: {s:?}"))?
             .unwrap_or_default();
         let config = Config::from_json(&bytes).map_err(|e| e.to_string())?;
-        let metrics = Metrics::define().map_err(|s| format!("cannot define metrics: {s:?}"))?;
-        Ok(Shared { config, metrics })
+        // `other` and the operator's rules get their series now; built-in rules' on first use.
+        let metrics = Metrics::define(&config.labels, 1 + config.operator_labels).map_err(|s| format!("cannot define metrics: {s:?}"))?;
+        Ok(Shared { config, metrics, drift_log: DriftLog::default() })
     }
 }
 

@@ -1,21 +1,44 @@
 //! The `x-ratelimit-*` and `retry-after` headers, in OpenAI's format.
 
+use super::bucket::Level;
 use super::Snapshot;
+use crate::config::MILLI;
 
-/// `x-ratelimit-{limit,remaining,reset}-{tokens,requests}` for a key's buckets.
+/// `x-ratelimit-{limit,remaining,reset}-{tokens,input-tokens,output-tokens,requests}` for a
+/// key's buckets, each trio present when such a limit is set. Tokens are the limits' units:
+/// weighted by the model's cost.
 pub fn ratelimit_headers(snapshot: &Snapshot) -> Vec<(&'static str, String)> {
-    let mut out = Vec::with_capacity(6);
-    if let Some(t) = snapshot.tokens {
-        out.push(("x-ratelimit-limit-tokens", t.limit.to_string()));
-        out.push(("x-ratelimit-remaining-tokens", t.remaining.to_string()));
-        out.push(("x-ratelimit-reset-tokens", format_duration(t.reset_ns)));
-    }
-    if let Some(r) = snapshot.requests {
-        out.push(("x-ratelimit-limit-requests", r.limit.to_string()));
-        out.push(("x-ratelimit-remaining-requests", r.remaining.to_string()));
-        out.push(("x-ratelimit-reset-requests", format_duration(r.reset_ns)));
+    let mut out = Vec::new();
+    let trios: [(Option<Level>, [&'static str; 3]); 4] = [
+        (snapshot.tokens, ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]),
+        (
+            snapshot.input_tokens,
+            ["x-ratelimit-limit-input-tokens", "x-ratelimit-remaining-input-tokens", "x-ratelimit-reset-input-tokens"],
+        ),
+        (
+            snapshot.output_tokens,
+            ["x-ratelimit-limit-output-tokens", "x-ratelimit-remaining-output-tokens", "x-ratelimit-reset-output-tokens"],
+        ),
+        (snapshot.requests, ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"]),
+    ];
+    for (level, [limit, remaining, reset]) in trios {
+        if let Some(l) = level {
+            out.push((limit, l.limit.to_string()));
+            out.push((remaining, l.remaining.to_string()));
+            out.push((reset, format_duration(l.reset_ns)));
+        }
     }
     out
+}
+
+/// Milli-tokens as tokens: `1234`, `1234.5`, `0.25` (no float formatting).
+pub fn format_milli(milli: u64) -> String {
+    let (whole, frac) = (milli / MILLI, milli % MILLI);
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{}", format!("{frac:03}").trim_end_matches('0'))
+    }
 }
 
 /// `retry-after` (whole seconds, rounded up) and `retry-after-ms`.
@@ -53,7 +76,6 @@ pub fn format_duration(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::bucket::Level;
 
     #[test]
     fn durations_read_like_openai() {
@@ -70,7 +92,7 @@ mod tests {
     #[test]
     fn headers_for_each_bucket_kind() {
         let level = Level { limit: 1000, remaining: 400, reset_ns: 36_000_000_000 };
-        let snap = Snapshot { tokens: Some(level), requests: None };
+        let snap = Snapshot { tokens: Some(level), ..Snapshot::default() };
         assert_eq!(
             ratelimit_headers(&snap),
             vec![
@@ -79,7 +101,12 @@ mod tests {
                 ("x-ratelimit-reset-tokens", "36s".to_owned()),
             ]
         );
-        assert_eq!(ratelimit_headers(&Snapshot { tokens: None, requests: Some(level) }).len(), 3);
+        assert_eq!(ratelimit_headers(&Snapshot { requests: Some(level), ..Snapshot::default() }).len(), 3);
+        let io = Snapshot { input_tokens: Some(level), output_tokens: Some(level), ..Snapshot::default() };
+        let names: Vec<&str> = ratelimit_headers(&io).iter().map(|(n, _)| *n).collect();
+        assert_eq!(names[0], "x-ratelimit-limit-input-tokens");
+        assert_eq!(names[5], "x-ratelimit-reset-output-tokens");
+        assert_eq!((format_milli(0), format_milli(1_234_500), format_milli(250), format_milli(7_000)), ("0".into(), "1234.5".into(), "0.25".into(), "7".into()));
         assert_eq!(retry_headers(1_000_000_001), [("retry-after", "2".to_owned()), ("retry-after-ms", "1001".to_owned())]);
     }
 }

@@ -17,11 +17,11 @@ mod record;
 
 use std::fmt;
 
-use crate::config::{KeyLimits, QuotaConfig};
+use crate::config::{KeyLimits, QuotaConfig, MILLI};
 use bucket::{Level, Limit, Refusal};
 use record::{Record, BUCKETS};
 
-pub use headers::{format_duration, ratelimit_headers, retry_headers};
+pub use headers::{format_duration, format_milli, ratelimit_headers, retry_headers};
 pub use record::KeyName;
 
 const MINUTE_NS: u64 = 60_000_000_000;
@@ -78,45 +78,91 @@ impl From<StoreError> for QuotaError {
 pub enum LimitKind {
     TokensPerMinute,
     TokensPerDay,
+    InputTokensPerMinute,
+    InputTokensPerDay,
+    OutputTokensPerMinute,
+    OutputTokensPerDay,
     RequestsPerMinute,
 }
 
+/// What a bucket counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meter {
+    /// Prompt and output tokens, in milli-tokens.
+    Tokens,
+    /// Prompt tokens, in milli-tokens.
+    Input,
+    /// Output tokens, in milli-tokens.
+    Output,
+    Requests,
+}
+
 impl LimitKind {
-    /// OpenAI's `error.type` for a rate-limit refusal.
-    pub fn error_type(self) -> &'static str {
+    fn meter(self) -> Meter {
         match self {
-            LimitKind::TokensPerMinute | LimitKind::TokensPerDay => "tokens",
-            LimitKind::RequestsPerMinute => "requests",
+            LimitKind::TokensPerMinute | LimitKind::TokensPerDay => Meter::Tokens,
+            LimitKind::InputTokensPerMinute | LimitKind::InputTokensPerDay => Meter::Input,
+            LimitKind::OutputTokensPerMinute | LimitKind::OutputTokensPerDay => Meter::Output,
+            LimitKind::RequestsPerMinute => Meter::Requests,
         }
     }
 
-    /// How OpenAI names the limit in its messages.
+    /// Whether the bucket counts tokens (kept in milli-tokens) rather than requests.
+    pub fn counts_tokens(self) -> bool {
+        self.meter() != Meter::Requests
+    }
+
+    /// OpenAI's `error.type` for a rate-limit refusal.
+    pub fn error_type(self) -> &'static str {
+        if self.counts_tokens() {
+            "tokens"
+        } else {
+            "requests"
+        }
+    }
+
+    /// How the limit is named in messages (OpenAI's names; Anthropic's for input and output).
     pub fn describe(self) -> &'static str {
         match self {
             LimitKind::TokensPerMinute => "tokens per min (TPM)",
             LimitKind::TokensPerDay => "tokens per day (TPD)",
+            LimitKind::InputTokensPerMinute => "input tokens per min (ITPM)",
+            LimitKind::InputTokensPerDay => "input tokens per day (ITPD)",
+            LimitKind::OutputTokensPerMinute => "output tokens per min (OTPM)",
+            LimitKind::OutputTokensPerDay => "output tokens per day (OTPD)",
             LimitKind::RequestsPerMinute => "requests per min (RPM)",
         }
     }
 }
 
-/// The limits of one key as buckets, in record order.
+/// The limits of one key as buckets, in record order. Token buckets hold milli-tokens (their
+/// capacity is the limit × 1000), so weighted costs are exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Buckets([Option<Limit>; BUCKETS]);
 
 const KINDS: [LimitKind; BUCKETS] = [
     LimitKind::TokensPerMinute,
     LimitKind::TokensPerDay,
+    LimitKind::InputTokensPerMinute,
+    LimitKind::InputTokensPerDay,
+    LimitKind::OutputTokensPerMinute,
+    LimitKind::OutputTokensPerDay,
     LimitKind::RequestsPerMinute,
 ];
 
 impl Buckets {
     fn new(limits: KeyLimits) -> Buckets {
-        let per = |amount: Option<u64>, period_ns| amount.map(|capacity| Limit { capacity, period_ns });
+        let tokens = |amount: Option<u64>, period_ns| {
+            amount.map(|a| Limit { capacity: a.saturating_mul(MILLI), period_ns })
+        };
         Buckets([
-            per(limits.tokens_per_minute, MINUTE_NS),
-            per(limits.tokens_per_day, DAY_NS),
-            per(limits.requests_per_minute, MINUTE_NS),
+            tokens(limits.tokens_per_minute, MINUTE_NS),
+            tokens(limits.tokens_per_day, DAY_NS),
+            tokens(limits.input_tokens_per_minute, MINUTE_NS),
+            tokens(limits.input_tokens_per_day, DAY_NS),
+            tokens(limits.output_tokens_per_minute, MINUTE_NS),
+            tokens(limits.output_tokens_per_day, DAY_NS),
+            limits.requests_per_minute.map(|capacity| Limit { capacity, period_ns: MINUTE_NS }),
         ])
     }
 
@@ -131,25 +177,51 @@ impl Buckets {
         let mut snap = Snapshot::default();
         for (i, kind, limit) in self.iter() {
             let level = limit.level(record.tats[i], now);
-            match kind {
-                LimitKind::RequestsPerMinute => snap.requests = Some(level),
-                // Report the token bucket that binds first.
-                _ => {
-                    if snap.tokens.is_none_or(|t| level.remaining < t.remaining) {
-                        snap.tokens = Some(level);
-                    }
+            let slot = match kind.meter() {
+                Meter::Requests => {
+                    snap.requests = Some(level);
+                    continue;
                 }
+                Meter::Tokens => &mut snap.tokens,
+                Meter::Input => &mut snap.input_tokens,
+                Meter::Output => &mut snap.output_tokens,
+            };
+            // In whole tokens, rounded down: never promise a token that has not refilled.
+            let level = Level { limit: level.limit / MILLI, remaining: level.remaining / MILLI, reset_ns: level.reset_ns };
+            // Report the bucket (minute or day) that binds first.
+            if slot.is_none_or(|t| level.remaining < t.remaining) {
+                *slot = Some(level);
             }
         }
         snap
     }
 }
 
-/// The buckets of a key after an operation, for the `x-ratelimit-*` headers.
+/// What an admission takes, in milli-tokens (the model's cost weights applied).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Charge {
+    pub input_milli: u64,
+    pub output_milli: u64,
+}
+
+impl Charge {
+    fn for_meter(self, meter: Meter) -> u64 {
+        match meter {
+            Meter::Tokens => self.input_milli.saturating_add(self.output_milli),
+            Meter::Input => self.input_milli,
+            Meter::Output => self.output_milli,
+            Meter::Requests => 1,
+        }
+    }
+}
+
+/// The buckets of a key after an operation, for the `x-ratelimit-*` headers, in whole tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The token bucket with the least remaining, if a token limit is set.
+    /// Of the token buckets (minute, day) of each meter, the one with the least remaining.
     pub tokens: Option<Level>,
+    pub input_tokens: Option<Level>,
+    pub output_tokens: Option<Level>,
     pub requests: Option<Level>,
 }
 
@@ -157,6 +229,8 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Admitted(Snapshot),
+    /// `limit` as configured (tokens or requests); `requested` and a wait's `used` in the
+    /// bucket's units (milli-tokens for token buckets).
     Refused {
         kind: LimitKind,
         refusal: Refusal,
@@ -192,14 +266,14 @@ impl<'c> Quotas<'c> {
         })
     }
 
-    /// Takes `tokens` (and one request) from every bucket of `key`, or none if any cannot cover it.
-    /// `evicted` is set when a busy slot had to be taken over.
+    /// Takes `charge` (and one request) from every bucket of `key`, or none if any cannot cover
+    /// it. `evicted` is set when a busy slot had to be taken over.
     pub fn admit(
         &self,
         store: &dyn Store,
         key: &KeyName,
         now: u64,
-        tokens: u64,
+        charge: Charge,
         evicted: &mut bool,
     ) -> Result<Admission, QuotaError> {
         let buckets = self.buckets(key);
@@ -211,14 +285,17 @@ impl<'c> Quotas<'c> {
             };
             let mut record = found.record;
             for (i, kind, limit) in buckets.iter() {
-                let cost = if kind == LimitKind::RequestsPerMinute { 1 } else { tokens };
+                let cost = charge.for_meter(kind.meter());
+                if cost == 0 {
+                    continue;
+                }
                 match limit.admit(record.tats[i], now, cost) {
                     Ok(tat) => record.tats[i] = tat,
                     Err(refusal) => {
                         return Ok(Admission::Refused {
                             kind,
                             refusal,
-                            limit: limit.capacity,
+                            limit: if kind.counts_tokens() { limit.capacity / MILLI } else { limit.capacity },
                             requested: cost,
                             snapshot: buckets.snapshot(&found.record, now),
                         })
@@ -237,10 +314,11 @@ impl<'c> Quotas<'c> {
         Err(QuotaError::Contended)
     }
 
-    /// Settles a reservation: `delta` > 0 charges usage beyond it, < 0 gives tokens back. A key
-    /// whose slot was taken over meanwhile is not charged (it started over anyway).
-    pub fn settle(&self, store: &dyn Store, key: &KeyName, now: u64, delta: i64) -> Result<(), QuotaError> {
-        if delta == 0 {
+    /// Settles a reservation, in milli-tokens: a delta > 0 charges usage beyond it, < 0 gives
+    /// back. Input buckets move by `input_delta`, output buckets by `output_delta`, token buckets
+    /// by both. A key whose slot was taken over meanwhile is not charged (it started over anyway).
+    pub fn settle(&self, store: &dyn Store, key: &KeyName, now: u64, input_delta: i64, output_delta: i64) -> Result<(), QuotaError> {
+        if input_delta == 0 && output_delta == 0 {
             return Ok(());
         }
         let buckets = self.buckets(key);
@@ -249,7 +327,13 @@ impl<'c> Quotas<'c> {
                 return Ok(());
             };
             for (i, kind, limit) in buckets.iter() {
-                if kind == LimitKind::RequestsPerMinute {
+                let delta = match kind.meter() {
+                    Meter::Requests => continue,
+                    Meter::Tokens => input_delta.saturating_add(output_delta),
+                    Meter::Input => input_delta,
+                    Meter::Output => output_delta,
+                };
+                if delta == 0 {
                     continue;
                 }
                 record.tats[i] = if delta > 0 {

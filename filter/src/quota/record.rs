@@ -1,12 +1,13 @@
 //! The bytes of one quota slot in shared data: whose key it holds and the state of its buckets.
 //!
-//! Layout (41 bytes): version `1`, the 16-byte key name, then one little-endian `u64` per bucket
-//! (tokens per minute, tokens per day, requests per minute). Anything else decodes as `None` and
-//! is treated as a free slot.
+//! Layout (73 bytes): version `2`, the 16-byte key name, then one little-endian `u64` per bucket
+//! (tokens, input tokens, output tokens, each per minute then per day; requests per minute).
+//! Anything else (a version-1 slot of an earlier module included) decodes as `None` and is
+//! treated as a free slot.
 
 /// Buckets per key.
-pub const BUCKETS: usize = 3;
-const VERSION: u8 = 1;
+pub const BUCKETS: usize = 7;
+const VERSION: u8 = 2;
 const NAME_LEN: usize = 16;
 const LEN: usize = 1 + NAME_LEN + 8 * BUCKETS;
 /// The name of the shared bucket of requests without a key (not hex, so never a key id).
@@ -107,12 +108,12 @@ mod tests {
     fn round_trips_and_rejects_garbage() {
         let key = KeyName::Id("0123456789abcdef".into());
         let mut r = Record::fresh(&key);
-        r.tats = [1, u64::MAX, 42];
+        r.tats = [1, u64::MAX, 42, 0, 7, 8, 9];
         let back = Record::decode(&r.encode()).unwrap();
         assert_eq!(back, r);
         assert!(back.is(&key) && !back.is(&KeyName::Anonymous));
         assert_eq!(Record::decode(b""), None);
-        assert_eq!(Record::decode(&[2; LEN]), None);
+        assert_eq!(Record::decode(&[1; LEN]), None);
         assert_eq!(Record::decode(&r.encode()[..LEN - 1]), None);
         assert_ne!(KeyName::Anonymous.hash(), key.hash());
     }

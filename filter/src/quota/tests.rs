@@ -50,8 +50,13 @@ fn key(n: u32) -> KeyName {
     KeyName::Id(format!("{n:016x}"))
 }
 
-fn admit(q: &Quotas<'_>, s: &MemStore, k: &KeyName, now: u64, tokens: u64) -> Admission {
-    q.admit(s, k, now, tokens, &mut false).unwrap()
+/// A charge of `tokens` prompt tokens at weight 1.
+fn tokens(n: u64) -> Charge {
+    Charge { input_milli: n * MILLI, output_milli: 0 }
+}
+
+fn admit(q: &Quotas<'_>, s: &MemStore, k: &KeyName, now: u64, n: u64) -> Admission {
+    q.admit(s, k, now, tokens(n), &mut false).unwrap()
 }
 
 fn admitted(a: Admission) -> Snapshot {
@@ -71,7 +76,7 @@ fn admits_until_the_bucket_is_spent_then_refuses_with_the_wait() {
     match admit(&q, &s, &key(1), T0, 500) {
         Admission::Refused { kind, refusal: Refusal::Wait { wait_ns, used }, limit, requested, snapshot } => {
             assert_eq!(kind, LimitKind::TokensPerMinute);
-            assert_eq!((used, limit, requested), (600, 1000, 500));
+            assert_eq!((used, limit, requested), (600 * MILLI, 1000, 500 * MILLI), "used and requested in milli-tokens");
             assert_eq!(wait_ns, 6 * SEC);
             assert_eq!(snapshot.tokens.unwrap().remaining, 400);
         }
@@ -130,15 +135,15 @@ fn settle_refunds_and_charges_overage() {
     let cfg = quota(r#"{"tokens_per_minute": 1000, "requests_per_minute": 10}"#);
     let (q, s) = (Quotas::new(&cfg), MemStore::default());
     admitted(admit(&q, &s, &key(1), T0, 800));
-    q.settle(&s, &key(1), T0, -500).unwrap();
+    q.settle(&s, &key(1), T0, -500 * 1000, 0).unwrap();
     let snap = q.peek(&s, &key(1), T0).unwrap();
     assert_eq!(snap.tokens.unwrap().remaining, 700);
     assert_eq!(snap.requests.unwrap().remaining, 9, "a refund gives tokens back, not the request");
-    q.settle(&s, &key(1), T0, 900).unwrap();
+    q.settle(&s, &key(1), T0, 900 * 1000, 0).unwrap();
     assert_eq!(q.peek(&s, &key(1), T0).unwrap().tokens.unwrap().remaining, 0);
     assert!(matches!(admit(&q, &s, &key(1), T0 + 5 * SEC, 1), Admission::Refused { .. }));
     // Settling a key that was never admitted changes nothing.
-    q.settle(&s, &key(99), T0, -5).unwrap();
+    q.settle(&s, &key(99), T0, -5 * 1000, 0).unwrap();
     assert_eq!(q.peek(&s, &key(99), T0).unwrap().tokens.unwrap().remaining, 1000);
 }
 
@@ -149,7 +154,7 @@ fn a_key_flood_stays_within_max_tracked_keys() {
     let mut evictions = 0;
     for n in 0..10_000 {
         let mut evicted = false;
-        let a = q.admit(&s, &key(n), T0 + u64::from(n), 10, &mut evicted).unwrap();
+        let a = q.admit(&s, &key(n), T0 + u64::from(n), tokens(10), &mut evicted).unwrap();
         assert!(matches!(a, Admission::Admitted(_)));
         evictions += u32::from(evicted);
     }
@@ -167,7 +172,7 @@ fn idle_slots_are_reused_without_eviction() {
     // A minute later every bucket is full again: new keys take idle slots, nobody is evicted.
     for n in 4..8 {
         let mut evicted = false;
-        q.admit(&s, &key(n), T0 + 61 * SEC, 10, &mut evicted).unwrap();
+        q.admit(&s, &key(n), T0 + 61 * SEC, tokens(10), &mut evicted).unwrap();
         assert!(!evicted);
     }
     assert!(s.map.borrow().len() <= 4);
@@ -196,11 +201,47 @@ fn admissions_never_exceed_what_is_left() {
     admitted(admit(&q, &s, &key(1), T0, 9_000));
     let mut taken = 0;
     for round in 0..50 {
-        let a = q.admit(&s, &key(1), T0, 37 + round, &mut false).unwrap();
+        let a = q.admit(&s, &key(1), T0, tokens(37 + round), &mut false).unwrap();
         if let Admission::Admitted(_) = a {
             taken += 37 + round;
         }
     }
     assert!(taken <= 1_000, "admitted {taken} of the 1000 left");
     assert!(taken > 900, "{taken}");
+}
+
+#[test]
+fn input_and_output_buckets_take_their_own_share_and_settle_apart() {
+    let cfg = quota(r#"{"input_tokens_per_minute": 1000, "output_tokens_per_minute": 100, "tokens_per_day": 100000}"#);
+    let (q, s) = (Quotas::new(&cfg), MemStore::default());
+    let charge = Charge { input_milli: 600 * MILLI, output_milli: 80 * MILLI };
+    let snap = admitted(q.admit(&s, &key(1), T0, charge, &mut false).unwrap());
+    assert_eq!(snap.input_tokens.unwrap().remaining, 400);
+    assert_eq!(snap.output_tokens.unwrap().remaining, 20);
+    assert_eq!(snap.tokens.unwrap().remaining, 100000 - 680);
+    // The output bucket refuses although the input bucket has room.
+    match q.admit(&s, &key(1), T0, Charge { input_milli: MILLI, output_milli: 21 * MILLI }, &mut false).unwrap() {
+        Admission::Refused { kind, limit, requested, .. } => {
+            assert_eq!((kind, limit, requested), (LimitKind::OutputTokensPerMinute, 100, 21 * MILLI));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Output came in at 30 of the 80 reserved, input as counted: only the output buckets and the
+    // token total move.
+    q.settle(&s, &key(1), T0, 0, -50 * 1000).unwrap();
+    let snap = q.peek(&s, &key(1), T0).unwrap();
+    assert_eq!((snap.input_tokens.unwrap().remaining, snap.output_tokens.unwrap().remaining), (400, 70));
+    assert_eq!(snap.tokens.unwrap().remaining, 100000 - 630);
+}
+
+#[test]
+fn fractional_weights_are_exact_to_the_milli_token() {
+    let cfg = quota(r#"{"tokens_per_minute": 10}"#);
+    let (q, s) = (Quotas::new(&cfg), MemStore::default());
+    // 40 charges of 0.25 tokens spend the 10 tokens exactly: no rounding per charge.
+    for _ in 0..40 {
+        admitted(q.admit(&s, &key(1), T0, Charge { input_milli: 250, output_milli: 0 }, &mut false).unwrap());
+    }
+    assert!(matches!(q.admit(&s, &key(1), T0, Charge { input_milli: 1, output_milli: 0 }, &mut false).unwrap(), Admission::Refused { .. }));
+    assert_eq!(q.peek(&s, &key(1), T0).unwrap().tokens.unwrap().remaining, 0);
 }

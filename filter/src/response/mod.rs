@@ -13,6 +13,8 @@ pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_prompt_tokens: u64,
+    /// Output tokens spent reasoning (part of `completion_tokens`).
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -32,11 +34,15 @@ pub fn usage_of(value: &Value) -> Option<Usage> {
     let number = |names: [&str; 2]| names.iter().find_map(|n| usage.get(*n).and_then(Value::as_u64));
     let prompt_tokens = number(["prompt_tokens", "input_tokens"])?;
     let completion_tokens = number(["completion_tokens", "output_tokens"]).unwrap_or(0);
-    let cached_prompt_tokens = ["prompt_tokens_details", "input_tokens_details"]
-        .iter()
-        .find_map(|d| usage.get(*d).and_then(|d| d.get("cached_tokens")).and_then(Value::as_u64))
-        .unwrap_or(0);
-    Some(Usage { prompt_tokens, completion_tokens, cached_prompt_tokens })
+    let detail = |objects: [&str; 2], field: &str| {
+        objects
+            .iter()
+            .find_map(|d| usage.get(*d).and_then(|d| d.get(field)).and_then(Value::as_u64))
+            .unwrap_or(0)
+    };
+    let cached_prompt_tokens = detail(["prompt_tokens_details", "input_tokens_details"], "cached_tokens");
+    let reasoning_tokens = detail(["completion_tokens_details", "output_tokens_details"], "reasoning_tokens");
+    Some(Usage { prompt_tokens, completion_tokens, cached_prompt_tokens, reasoning_tokens })
 }
 
 /// The generated text in a response or stream chunk, for estimating output tokens when no usage
@@ -108,12 +114,14 @@ mod tests {
     #[test]
     fn reads_usage_in_every_api_shape() {
         let chat = json!({"usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16,
-                                    "prompt_tokens_details": {"cached_tokens": 4}}});
-        assert_eq!(usage_of(&chat), Some(Usage { prompt_tokens: 11, completion_tokens: 5, cached_prompt_tokens: 4 }));
+                                    "prompt_tokens_details": {"cached_tokens": 4},
+                                    "completion_tokens_details": {"reasoning_tokens": 3}}});
+        assert_eq!(usage_of(&chat), Some(Usage { prompt_tokens: 11, completion_tokens: 5, cached_prompt_tokens: 4, reasoning_tokens: 3 }));
         let embeddings = json!({"usage": {"prompt_tokens": 4, "total_tokens": 4}});
         assert_eq!(usage_of(&embeddings).unwrap().total(), 4);
-        let responses = json!({"usage": {"input_tokens": 7, "output_tokens": 3, "input_tokens_details": {"cached_tokens": 1}}});
-        assert_eq!(usage_of(&responses), Some(Usage { prompt_tokens: 7, completion_tokens: 3, cached_prompt_tokens: 1 }));
+        let responses = json!({"usage": {"input_tokens": 7, "output_tokens": 3, "input_tokens_details": {"cached_tokens": 1},
+                                         "output_tokens_details": {"reasoning_tokens": 2}}});
+        assert_eq!(usage_of(&responses), Some(Usage { prompt_tokens: 7, completion_tokens: 3, cached_prompt_tokens: 1, reasoning_tokens: 2 }));
         let completed = json!({"type": "response.completed", "response": {"usage": {"input_tokens": 7, "output_tokens": 3}}});
         assert_eq!(usage_of(&completed).unwrap().total(), 10);
         assert_eq!(usage_of(&json!({"usage": null})), None);

@@ -30,13 +30,43 @@ impl Gateway {
         self.shared.metrics().stats.iter().cloned().collect()
     }
 
+    /// The stat `name`; for a per-model metric (defined as `<name>.model.<label>`, one series per
+    /// label), its series added up: counters summed, histograms' samples in label order.
     fn metric(&self, name: &str) -> Option<MetricValue> {
-        let metrics = self.shared.metrics();
-        let id = *metrics.ids.get(name)?;
-        Some(metrics.stats[id as usize].1.clone())
+        {
+            let metrics = self.shared.metrics();
+            if let Some(id) = metrics.ids.get(name) {
+                return Some(metrics.stats[*id as usize].1.clone());
+            }
+        }
+        let mut total: Option<MetricValue> = None;
+        for value in self.series(name).into_values() {
+            total = Some(match (total, value) {
+                (None, v) => v,
+                (Some(MetricValue::Counter(a)), MetricValue::Counter(b)) => MetricValue::Counter(a + b),
+                (Some(MetricValue::Histogram(mut a)), MetricValue::Histogram(b)) => {
+                    a.extend(b);
+                    MetricValue::Histogram(a)
+                }
+                (Some(other), _) => other,
+            });
+        }
+        total
     }
 
-    /// A counter's value (`None` if no VM defined it, or it is not a counter).
+    /// A per-model metric's series, by label (the stats named `<name>.model.<label>`).
+    pub fn series(&self, name: &str) -> BTreeMap<String, MetricValue> {
+        let prefix = format!("{name}.model.");
+        self.shared
+            .metrics()
+            .stats
+            .iter()
+            .filter_map(|(n, v)| Some((n.strip_prefix(&prefix)?.to_owned(), v.clone())))
+            .collect()
+    }
+
+    /// A counter's value (`None` if no VM defined it, or it is not a counter); a per-model
+    /// counter's series summed.
     pub fn counter(&self, name: &str) -> Option<u64> {
         match self.metric(name)? {
             MetricValue::Counter(value) => Some(value),
