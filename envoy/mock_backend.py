@@ -17,6 +17,11 @@ EMBEDDING_DIMENSIONS = 8
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4", "gpt-3.5-turbo", "text-embedding-3-small")
 PROMPT_TOKENS_HEADER = "x-tokengate-prompt-tokens"
 STREAM_DELAY_HEADER = "x-mock-stream-delay"
+# Test controls of the usage the mock reports: added to the prompt count (a drifting tokenizer), the
+# cached prompt tokens, and `omit` (a backend that never reports usage, streams included).
+PROMPT_OFFSET_HEADER = "x-mock-prompt-offset"
+CACHED_TOKENS_HEADER = "x-mock-cached-tokens"
+USAGE_HEADER = "x-mock-usage"
 
 
 class BadRequest(Exception):
@@ -70,6 +75,45 @@ def stream_delay(headers: dict[str, str], default: float) -> float:
     except (KeyError, ValueError):
         return default
     return min(value, 1.0) if value > 0 else 0.0  # NaN is not > 0
+
+
+def header_int(headers: dict[str, str], name: str) -> int:
+    try:
+        return int(headers.get(name, "0"))
+    except ValueError:
+        return 0
+
+
+def with_usage_controls(result: dict | list[bytes], headers: dict[str, str]) -> dict | list[bytes]:
+    """Applies x-mock-cached-tokens and x-mock-usage: omit to a JSON body or SSE events."""
+    omit = headers.get(USAGE_HEADER, "").strip().lower() == "omit"
+    cached = header_int(headers, CACHED_TOKENS_HEADER)
+    if not omit and not cached:
+        return result
+
+    def edit(obj: dict) -> dict | None:
+        usage = obj.get("usage")
+        if omit and "usage" in obj:
+            if obj.get("choices") == []:
+                return None  # the usage-only chunk
+            del obj["usage"]
+        elif cached and isinstance(usage, dict):
+            details = usage.setdefault("prompt_tokens_details", {})
+            details["cached_tokens"] = cached
+        return obj
+
+    if isinstance(result, dict):
+        return edit(result) or {}
+    events = []
+    for event in result:
+        text = event.decode()
+        if not text.startswith("data: {"):
+            events.append(event)
+            continue
+        obj = edit(json.loads(text[len("data: "):]))
+        if obj is not None:
+            events.append(sse(obj))
+    return events
 
 
 def completion_tokens(request: dict) -> int:
@@ -328,7 +372,9 @@ class Handler(BaseHTTPRequestHandler):
                              "invalid_json") from None
         if not isinstance(request, dict):
             raise BadRequest(400, "The request body must be a JSON object.", "invalid_json")
-        result = endpoint(self.server.backend, request, prompt_tokens(headers, text))
+        prompt = prompt_tokens(headers, text) + header_int(headers, PROMPT_OFFSET_HEADER)
+        result = endpoint(self.server.backend, request, max(prompt, 0))
+        result = with_usage_controls(result, headers)
         if isinstance(result, list):
             self.send_stream(result, stream_delay(headers, self.server.stream_delay))
         else:

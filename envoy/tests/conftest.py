@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from harness import (BUILD_COMMAND, KEYED_CONFIG, LIMITS_CONFIG, QUOTA_CONFIG, ROUTING_CLASSES, ROUTING_LONG_PROMPT,
+from harness import (BUILD_COMMAND, KEYED_CONFIG, LIMITS_CONFIG, METERING_CONFIG, QUOTA_CONFIG, ROUTING_CLASSES, ROUTING_LONG_PROMPT,
                      WASM, Gateway, Mock, RoutingGateway)
 
 
@@ -78,6 +78,12 @@ def plain_gateway(workdir, mock) -> Iterator[Gateway]:
 def quota_gateway(workdir, mock, wasm) -> Iterator[Gateway]:
     """The filter with a per-key token quota of 600 per minute (QUOTA_CONFIG), on 2 workers."""
     yield from _gateway(workdir, mock, "quota", filter_config=QUOTA_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def metering_gateway(workdir, mock, wasm) -> Iterator[Gateway]:
+    """The filter with labelled model rules, cost weights and input/output limits (METERING_CONFIG)."""
+    yield from _gateway(workdir, mock, "metering", filter_config=METERING_CONFIG)
 
 
 def _routing_gateway(workdir: Path, mock: Mock, pool_b: Mock, name: str, clear_route_cache: bool):

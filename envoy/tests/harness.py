@@ -45,6 +45,15 @@ LIMITS_CONFIG = {
     ],
 }
 KEYED_CONFIG = {"encoding": "cl100k_base", "api_key": {"header": "x-api-key", "required": True}}
+# Two labelled rules (one with cost weights), drift warnings over 5 %, and per-key input, output and total
+# limits in weighted tokens.
+METERING_CONFIG = {
+    "models": [{"match": "gpt-4o", "label": "four-o", "cost": {"input": 2, "cached_input": 0.5, "output": 4}},
+               {"match": "gpt-4o-mini", "label": "mini"}],
+    "metering": {"drift_warn_ratio": 0.05},
+    "quota": {"tokens_per_minute": 1000, "input_tokens_per_minute": 300, "output_tokens_per_minute": 100,
+              "default_output_reservation": 16},
+}
 # 600 tokens per minute refill 10 per second; requests without max_tokens reserve 16 output tokens.
 QUOTA_CONFIG = {"quota": {"tokens_per_minute": 600, "default_output_reservation": 16}}
 # Small classes so small prompts cross them: needing at most 50 tokens (prompt + reserved output)
@@ -195,15 +204,32 @@ def assert_openai_error(resp: Response, status: int, code: str, param: object = 
     return error
 
 
+PROMETHEUS_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
 def parse_prometheus(text: str) -> dict[str, float]:
-    """`name{labels}` (or `name` when it has no labels) -> value."""
-    metrics = {}
+    """`name{labels}` (or `name` when it has no labels) -> value; a series with a `model` label is
+    also added into the sum over models, named without that label (`tokengate_allowed_total`,
+    `tokengate_prompt_tokens_bucket{le="16"}`)."""
+    metrics: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         name, _, value = line.rpartition(" ")
-        metrics[name.removesuffix("{}")] = float(value)
+        name = name.removesuffix("{}")
+        metrics[name] = float(value)
+        base, brace, labels = name.partition("{")
+        if brace and 'model="' in labels:
+            rest = [f'{k}="{v}"' for k, v in PROMETHEUS_LABEL.findall(labels) if k != "model"]
+            total = base + ("{" + ",".join(rest) + "}" if rest else "")
+            metrics[total] = metrics.get(total, 0.0) + float(value)
     return metrics
+
+
+def model_labels(text: str) -> set[str]:
+    """Every `model` label value of the tokengate series in a /stats/prometheus text."""
+    return {m for line in text.splitlines() if line.startswith("tokengate_")
+            for k, m in PROMETHEUS_LABEL.findall(line.partition(" ")[0]) if k == "model"}
 
 
 # --- processes ----------------------------------------------------------------------------------------------
