@@ -9,8 +9,15 @@
 # Envoy answering with a direct response, so it is never the bottleneck.
 #
 # Usage: benches/envoy_load.sh [--duration 10s] [--connections 16] [--no-build] [--also NAME=WASM ...]
+#        benches/envoy_load.sh --ab NAME=WASM [--rounds 8] [--duration 5s] [--no-build]
 # `--also` adds a row for another build of tokengate (e.g. the module of an earlier commit), run
 # with the same configuration in the same run, so builds compare as ratios of one run.
+# `--ab` compares tokengate with one other build closely: both Envoys run at once (1 worker each),
+# and each round loads one then the other (the order alternating), so drift of the machine's speed
+# during the run falls on both alike; it prints every round and the median ratios.
+# `--log-without-meter` renders envoy.yaml with an access log that leaves out the meter's response
+# fields (backend_prompt_tokens ... usage): Envoy formats each field present in every line, which
+# is part of what a logged field costs.
 # Needs: wrk (apt-get install wrk), Envoy at .venv/bin/envoy (envoy/setup.sh) or $ENVOY.
 set -euo pipefail
 
@@ -18,9 +25,15 @@ DURATION=10s
 CONNECTIONS=16
 BUILD=1
 ALSO=()
+AB=""
+ROUNDS=8
+LOG_WITHOUT_METER=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --also) ALSO+=("$2"); shift 2 ;;
+    --ab) AB="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --log-without-meter) LOG_WITHOUT_METER=1; shift ;;
     --duration) DURATION="$2"; shift 2 ;;
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
@@ -96,6 +109,9 @@ static_resources:
               domains: ["*"]
               routes:
               - match: {prefix: "/"}
+                response_headers_to_add:
+                - header: {key: content-type, value: application/json}
+                  append_action: OVERWRITE_IF_EXISTS_OR_ADD
                 direct_response:
                   status: 200
                   body: {inline_string: '{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":900,"completion_tokens":1,"total_tokens":901}}'}
@@ -106,13 +122,21 @@ YAML
 "$ENVOY" -c "$RUN/backend.yaml" --concurrency 2 --base-id "$BACKEND_ADMIN" --log-level error >"$RUN/backend.log" 2>&1 &
 pids+=("$!")
 
+TEMPLATE="$ROOT/envoy/envoy.yaml"
+if [ "$LOG_WITHOUT_METER" -eq 1 ]; then
+  TEMPLATE="$RUN/envoy-log-without-meter.yaml"
+  sed -E 's/ (backend_prompt_tokens|completion_tokens|cached_tokens|drift|usage)=%FILTER_STATE\(wasm\.tokengate\.[a-z_]+:PLAIN\)%//g' \
+    "$ROOT/envoy/envoy.yaml" >"$TEMPLATE"
+  grep -q 'usage=%FILTER' "$TEMPLATE" && { echo "envoy_load.sh: could not drop the meter's log fields" >&2; exit 1; }
+fi
+
 # start_envoy NAME CONCURRENCY RENDER_ARGS... : starts Envoy and waits for /ready; sets ENVOY_PID,
 # PORT, ADMIN and READY_S (seconds from exec to ready).
 start_envoy() {
   local name="$1" conc="$2"; shift 2
   PORT=$(free_port); ADMIN=$(free_port)
-  "$PY" envoy/render_config.py --listen-port "$PORT" --admin-port "$ADMIN" --upstream "127.0.0.1:$BACKEND_PORT" \
-    --access-log /dev/null "$@" -o "$RUN/$name.yaml"
+  "$PY" envoy/render_config.py --template "$TEMPLATE" --listen-port "$PORT" --admin-port "$ADMIN" \
+    --upstream "127.0.0.1:$BACKEND_PORT" --access-log /dev/null "$@" -o "$RUN/$name.yaml"
   local t0; t0=$(date +%s.%N)
   "$ENVOY" -c "$RUN/$name.yaml" --concurrency "$conc" --base-id "$ADMIN" --log-level error >"$RUN/$name.log" 2>&1 &
   ENVOY_PID=$!
@@ -149,6 +173,50 @@ for also in "${ALSO[@]}"; do
   WASM_OF["${also%%=*}"]="${also#*=}"
   NAMES+=("${also%%=*}")
 done
+
+# wrk_run PORT PID: loads one Envoy for $DURATION; sets RPS and CPU_US (Envoy CPU per request).
+wrk_run() {
+  local port="$1" pid="$2" cpu0 cpu1 reqs
+  cpu0=$(cpu_ticks "$pid")
+  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$RUN/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >"$RUN/ab.wrk" 2>&1
+  cpu1=$(cpu_ticks "$pid")
+  reqs=$(awk '/requests in/ {print $1}' "$RUN/ab.wrk")
+  RPS=$(awk '/Requests\/sec/ {print $2}' "$RUN/ab.wrk")
+  CPU_US=$(echo "($cpu1 - $cpu0) * 1000000 / $TICKS / $reqs" | bc -l)
+  grep -q "Non-2xx" "$RUN/ab.wrk" && echo "warning: non-2xx answers: $(grep Non-2xx "$RUN/ab.wrk")" >&2
+  return 0
+}
+
+if [ -n "$AB" ]; then
+  other="${AB%%=*}"
+  start_envoy tokengate 1 --wasm "$TOKENGATE_WASM" --filter-config '{"max_prompt_tokens":100000}'
+  a_pid=$ENVOY_PID a_port=$PORT
+  start_envoy "$other" 1 --wasm "${AB#*=}" --filter-config '{"max_prompt_tokens":100000}'
+  b_pid=$ENVOY_PID b_port=$PORT
+  for port in "$a_port" "$b_port"; do  # warm both up
+    DURATION=2s wrk_run "$port" "$a_pid" >/dev/null
+  done
+  read -r load1 _ < /proc/loadavg
+  echo "load average at start: $load1; $ROUNDS rounds of $DURATION per build, order alternating"
+  echo "| round | tokengate req/s | $other req/s | ratio | tokengate CPU/request (µs) | $other CPU/request (µs) | ratio |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|"
+  rps_ratios=() cpu_ratios=()
+  for round in $(seq 1 "$ROUNDS"); do
+    if [ $((round % 2)) -eq 1 ]; then
+      wrk_run "$a_port" "$a_pid"; a_rps=$RPS a_cpu=$CPU_US
+      wrk_run "$b_port" "$b_pid"; b_rps=$RPS b_cpu=$CPU_US
+    else
+      wrk_run "$b_port" "$b_pid"; b_rps=$RPS b_cpu=$CPU_US
+      wrk_run "$a_port" "$a_pid"; a_rps=$RPS a_cpu=$CPU_US
+    fi
+    r=$(echo "$a_rps / $b_rps" | bc -l); c=$(echo "$a_cpu / $b_cpu" | bc -l)
+    rps_ratios+=("$r"); cpu_ratios+=("$c")
+    printf '| %d | %s | %s | %.3f | %.0f | %.0f | %.3f |\n' "$round" "$a_rps" "$b_rps" "$r" "$a_cpu" "$b_cpu" "$c"
+  done
+  median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+  printf 'median tokengate / %s: req/s %.3f, Envoy CPU per request %.3f\n' "$other" "$(median "${rps_ratios[@]}")" "$(median "${cpu_ratios[@]}")"
+  exit 0
+fi
 
 # Every number here is wall or CPU time on a shared 2-core machine: say how busy it was.
 read -r load1 _ < /proc/loadavg
