@@ -39,6 +39,12 @@ impl Cost {
     }
 }
 
+/// Milli-tokens as whole tokens, rounded up (headers, messages and access-log fields are
+/// integers; a cost is never understated).
+pub fn whole_tokens(milli: u64) -> u64 {
+    milli.div_ceil(MILLI)
+}
+
 /// The `metering` object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metering {

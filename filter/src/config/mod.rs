@@ -13,7 +13,7 @@ use crate::tokenize::{Encoding, Tokenizer};
 
 mod metering;
 mod raw;
-pub use metering::{Cost, Labels, Metering, MILLI, OTHER_LABEL};
+pub use metering::{whole_tokens, Cost, Labels, Metering, MILLI, OTHER_LABEL};
 pub use raw::{RawApiKey, RawConfig, RawCost, RawKeyLimits, RawMetering, RawModelRule, RawQuota, RawRouting, RawSizeClass};
 
 /// Largest accepted token limit (prompt or output): far above any model's context, low enough

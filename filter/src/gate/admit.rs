@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::config::{Config, Cost, QuotaConfig, MILLI};
+use crate::config::{whole_tokens, Config, Cost, QuotaConfig};
 use crate::key::{key_from_header, key_id};
 use crate::reject::{ErrorCode, Rejection};
 use crate::request::{classify, count_prompt_as, Api, Exactness, MaxOutput, RequestError};
@@ -254,7 +254,7 @@ pub fn admit_quota(quota: &QuotaConfig, store: &dyn Store, key: &KeyName, now_ns
             let message = match refusal {
                 Refusal::Wait { wait_ns, used } => {
                     // What is in use refills continuously: whole tokens, rounded up.
-                    let used = if kind.counts_tokens() { used.div_ceil(MILLI).to_string() } else { used.to_string() };
+                    let used = if kind.counts_tokens() { whole_tokens(used) } else { used }.to_string();
                     headers.extend(quota::retry_headers(wait_ns));
                     format!(
                         "Rate limit reached for {who} on {limit_name}: Limit {limit}, Used {used}, Requested {requested}. Please try again in {}.",

@@ -18,12 +18,12 @@ mod settle;
 #[cfg(test)]
 mod tests;
 
-use crate::config::Config;
+use crate::config::{whole_tokens, Config};
 use crate::quota::{ratelimit_headers, Charge, KeyName, Quotas, Store};
 use crate::reject::{ErrorCode, Rejection};
 use crate::request::{with_include_usage, Api, Exactness};
 use admit::{admit_quota, decide_body, decide_head, reserved_output, too_large, Admission, BodyDecision, HeadDecision, QuotaDecision, RequestHead};
-use settle::{whole_tokens, Meter, Reservation, Tap};
+use settle::{Meter, Reservation, Tap};
 
 pub use drift::DriftLog;
 pub use metric::Metric;

@@ -7,9 +7,9 @@ use super::drift;
 use super::metric::Metric;
 use super::plan::{Field, LogLevel, Plan};
 use super::{header, Env, Exchange};
-use crate::config::{Cost, MILLI};
+use crate::config::{whole_tokens, Cost, MILLI};
 use crate::quota::{ratelimit_headers, Charge, KeyName, Quotas, Snapshot};
-use crate::response::{output_texts, usage_of, JsonTap, SseScanner, Usage};
+use crate::response::{JsonTap, JsonUsage, SseScanner, Usage};
 use crate::tokenize::Tokenizer;
 
 /// JSON responses larger than this are not read for usage (the estimate applies).
@@ -86,11 +86,6 @@ pub(super) fn settlement(prompt_tokens: u64, usage: Option<Usage>, backend_faile
             source: Source::Estimated,
         },
     }
-}
-
-/// Milli-tokens as whole tokens, rounded up (headers and access-log fields are integers).
-pub(super) fn whole_tokens(milli: u64) -> u64 {
-    milli.div_ceil(MILLI)
 }
 
 impl Exchange {
@@ -184,12 +179,10 @@ impl Exchange {
         let (usage, estimated) = match tap {
             Tap::Nothing => (None, 0),
             Tap::Sse(scanner) => (scanner.usage(), scanner.estimated_output_tokens()),
-            Tap::Json(mut json) => match (json.finish(), &self.meter) {
-                (Some(value), Some(m)) => match usage_of(&value) {
-                    Some(usage) => (Some(usage), 0),
-                    None => (None, output_texts(&value).iter().map(|text| m.tokenizer.count(text)).sum()),
-                },
-                _ => (None, 0),
+            Tap::Json(mut json) => match self.meter.as_ref().map(|m| json.finish(m.tokenizer)) {
+                Some(JsonUsage::Reported(usage)) => (Some(usage), 0),
+                Some(JsonUsage::Estimated(output)) => (None, output),
+                Some(JsonUsage::Unread) | None => (None, 0),
             },
         };
         self.settle(env, plan, usage, estimated);

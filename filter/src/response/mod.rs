@@ -1,10 +1,12 @@
 //! What the backend answered: the `usage` it reports (JSON bodies and SSE streams, read
 //! incrementally with bounded memory) and, when it reports none, an estimate of the output.
 
+mod json;
 mod sse;
 
 use serde_json::Value;
 
+pub use json::{JsonTap, JsonUsage};
 pub use sse::SseScanner;
 
 /// Token usage as reported by the backend.
@@ -31,6 +33,11 @@ pub fn usage_of(value: &Value) -> Option<Usage> {
         Some(u @ Value::Object(_)) => u,
         _ => value.get("response")?.get("usage").filter(|u| u.is_object())?,
     };
+    usage_fields(usage)
+}
+
+/// The counts of a `usage` object.
+fn usage_fields(usage: &Value) -> Option<Usage> {
     let number = |names: [&str; 2]| names.iter().find_map(|n| usage.get(*n).and_then(Value::as_u64));
     let prompt_tokens = number(["prompt_tokens", "input_tokens"])?;
     let completion_tokens = number(["completion_tokens", "output_tokens"]).unwrap_or(0);
@@ -73,38 +80,6 @@ pub fn output_texts(value: &Value) -> Vec<&str> {
     out
 }
 
-/// A copy of a JSON response body, kept while it streams through unchanged, up to `limit` bytes.
-#[derive(Debug)]
-pub struct JsonTap {
-    bytes: Vec<u8>,
-    limit: usize,
-    overflowed: bool,
-}
-
-impl JsonTap {
-    pub fn new(limit: usize) -> JsonTap {
-        JsonTap { bytes: Vec::new(), limit, overflowed: false }
-    }
-
-    pub fn feed(&mut self, chunk: &[u8]) {
-        if self.overflowed || self.bytes.len() + chunk.len() > self.limit {
-            self.overflowed = true;
-            self.bytes = Vec::new();
-        } else {
-            self.bytes.extend_from_slice(chunk);
-        }
-    }
-
-    /// The parsed body, unless it was too large or not JSON.
-    pub fn finish(&mut self) -> Option<Value> {
-        let bytes = std::mem::take(&mut self.bytes);
-        if self.overflowed {
-            return None;
-        }
-        serde_json::from_slice(&bytes).ok()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -134,16 +109,5 @@ mod tests {
         assert_eq!(output_texts(&v), vec!["Hi there", "legacy", "d"]);
         let v = json!({"type": "response.output_text.delta", "delta": "x"});
         assert_eq!(output_texts(&v), vec!["x"]);
-    }
-
-    #[test]
-    fn json_tap_is_bounded() {
-        let mut tap = JsonTap::new(10);
-        tap.feed(b"{\"a\":");
-        tap.feed(b"1}");
-        assert_eq!(tap.finish(), Some(json!({"a": 1})));
-        let mut tap = JsonTap::new(4);
-        tap.feed(b"{\"a\":1}");
-        assert_eq!(tap.finish(), None);
     }
 }
