@@ -156,7 +156,7 @@ impl RawConfig {
             routing: top.object("routing", &["clear_route_cache", "classes"], routing)?,
             quota: top.object("quota", &QUOTA_FIELDS, quota)?,
             metering: top.object("metering", &["stream_usage", "drift_warn_ratio"], |f| {
-                Ok(RawMetering { stream_usage: f.bool("stream_usage")?, drift_warn_ratio: f.nullable_f64("drift_warn_ratio")? })
+                Ok(RawMetering { stream_usage: f.bool("stream_usage")?, drift_warn_ratio: f.nullable("drift_warn_ratio", Fields::f64)? })
             })?,
         })
     }
@@ -206,13 +206,13 @@ fn quota(f: &Fields) -> Result<RawQuota, ConfigError> {
 
 fn key_limits(f: &Fields) -> Result<RawKeyLimits, ConfigError> {
     Ok(RawKeyLimits {
-        tokens_per_minute: f.nullable_u64("tokens_per_minute")?,
-        tokens_per_day: f.nullable_u64("tokens_per_day")?,
-        input_tokens_per_minute: f.nullable_u64("input_tokens_per_minute")?,
-        input_tokens_per_day: f.nullable_u64("input_tokens_per_day")?,
-        output_tokens_per_minute: f.nullable_u64("output_tokens_per_minute")?,
-        output_tokens_per_day: f.nullable_u64("output_tokens_per_day")?,
-        requests_per_minute: f.nullable_u64("requests_per_minute")?,
+        tokens_per_minute: f.nullable("tokens_per_minute", Fields::u64)?,
+        tokens_per_day: f.nullable("tokens_per_day", Fields::u64)?,
+        input_tokens_per_minute: f.nullable("input_tokens_per_minute", Fields::u64)?,
+        input_tokens_per_day: f.nullable("input_tokens_per_day", Fields::u64)?,
+        output_tokens_per_minute: f.nullable("output_tokens_per_minute", Fields::u64)?,
+        output_tokens_per_day: f.nullable("output_tokens_per_day", Fields::u64)?,
+        requests_per_minute: f.nullable("requests_per_minute", Fields::u64)?,
     })
 }
 
@@ -254,15 +254,6 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    /// Like [`Fields::u64`], but tells an explicit `null` (`Some(None)`) from an absent field.
-    fn nullable_u64(&self, name: &str) -> Result<Option<Option<u64>>, ConfigError> {
-        match self.map.get(name) {
-            None => Ok(None),
-            Some(Value::Null) => Ok(Some(None)),
-            Some(_) => self.u64(name).map(Some),
-        }
-    }
-
     /// A number, whole or fractional.
     fn f64(&self, name: &str) -> Result<Option<f64>, ConfigError> {
         self.get(name)
@@ -270,12 +261,12 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    /// Like [`Fields::f64`], but tells an explicit `null` (`Some(None)`) from an absent field.
-    fn nullable_f64(&self, name: &str) -> Result<Option<Option<f64>>, ConfigError> {
+    /// A field read by `read` that tells an explicit `null` (`Some(None)`) from an absent one.
+    fn nullable<T>(&self, name: &str, read: fn(&Self, &str) -> Result<Option<T>, ConfigError>) -> Result<Option<Option<T>>, ConfigError> {
         match self.map.get(name) {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(None)),
-            Some(_) => self.f64(name).map(Some),
+            Some(_) => read(self, name).map(Some),
         }
     }
 
