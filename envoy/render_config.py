@@ -50,6 +50,7 @@ RE_STDOUT_LOG_TYPE = re.compile(
     r'^(\s*)"@type": type\.googleapis\.com/envoy\.extensions\.access_loggers\.stream\.v3\.StdoutAccessLog$', re.M)
 RE_FILTER_BLOCK = re.compile(r"^\s*# tokengate:begin.*?^\s*# tokengate:end[^\n]*\n", re.M | re.S)
 RE_TLS_MARKER = re.compile(r"^(\s*)# upstream-tls\b[^\n]*$", re.M)
+RLS_CLUSTER = "ratelimit"
 
 
 class RenderError(ValueError):
@@ -145,8 +146,12 @@ def render(
     access_log_path: str | Path | None = None,
     stats_flush_interval: str | None = None,
     ca_file: str | Path = SYSTEM_CA_BUNDLE,
+    rls_port: int | None = None,
 ) -> str:
     """The template with the given values replaced; None keeps the template's value.
+
+    `rls_port` adds the `ratelimit` cluster (HTTP/2, for quota.backend.rls) to a rate limit service
+    on 127.0.0.1 at that port.
 
     `filter_config` is the filter's JSON configuration, passed through as is (a dict is dumped), so
     invalid configurations can be rendered on purpose. The listener and cluster buffer limits follow
@@ -188,7 +193,28 @@ def render(
             f"{m[1]}path: {path}"))
     if stats_flush_interval is not None:
         text = _sub(text, T_FLUSH, f"stats_flush_interval: {stats_flush_interval}")
+    if rls_port is not None:
+        text = text.rstrip("\n") + "\n" + rls_cluster(rls_port)
     return text
+
+
+def rls_cluster(port: int, name: str = RLS_CLUSTER) -> str:
+    """The cluster of a rate limit service (gRPC: HTTP/2) on 127.0.0.1:`port`, as the README shows it."""
+    return f"""  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{address: 127.0.0.1, port_value: {port}}}
+"""
 
 
 def _port(socket_address: str, port: int) -> str:
@@ -242,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--access-log", type=Path, help="write the access log to this file instead of stdout")
     parser.add_argument("--stats-flush-interval", help="e.g. 1s (default 5s)")
     parser.add_argument("--ca-file", type=Path, default=SYSTEM_CA_BUNDLE, help="CA bundle for an https upstream")
+    parser.add_argument("--rls-port", type=int,
+                        help="add the `ratelimit` cluster (HTTP/2) to a rate limit service on 127.0.0.1 at this port")
     routing = parser.add_argument_group(
         "routing.yaml", "--routing renders envoy/routing.yaml instead (with --admin-port, --wasm, --filter-config)")
     routing.add_argument("--routing", action="store_true", help="render routing.yaml (default template: envoy/routing.yaml)")
@@ -264,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                           listen_port=args.listen_port, admin_port=args.admin_port, upstream=args.upstream,
                           wasm_path=args.wasm, filter_config=args.filter_config, with_filter=not args.no_filter,
                           access_log_path=args.access_log, stats_flush_interval=args.stats_flush_interval,
-                          ca_file=args.ca_file)
+                          ca_file=args.ca_file, rls_port=args.rls_port)
     except (RenderError, OSError) as err:
         print(f"render_config: {err}", file=sys.stderr)
         return 2

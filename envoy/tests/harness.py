@@ -33,6 +33,9 @@ BUILD_COMMAND = "cargo build --release --target wasm32-wasip1 -p tokengate"
 # A build with the test tokenizers of the open-weight models (test.sh makes it; override: a prebuilt module).
 MODELS_WASM = Path(os.environ.get("TOKENGATE_MODELS_WASM") or REPO_ROOT / "target/tokengate-models.wasm")
 MODELS_BUILD_COMMAND = "./test.sh (its step 'build the filter with the models' tokenizers')"
+# The rate limit service of the fleet tests (envoy/rls: Limitador's counting on Redis behind Envoy's RLS v3 API).
+RLS_BINARY = Path(os.environ.get("TOKENGATE_TEST_RLS") or REPO_ROOT / "target/rls/release/tokengate-test-rls")
+RLS_BUILD_COMMAND = "cargo build --release --manifest-path envoy/rls/Cargo.toml --target-dir target/rls"
 
 # The filter configurations the gateways run; tests read their limits from here.
 LIMITS_CONFIG = {
@@ -311,6 +314,90 @@ class Mock:
         self.process.stop()
 
 
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class Redis:
+    """redis-server (Debian's) on a fixed free loopback port, without persistence; stop() and start() keep
+    the port, so a restarted Redis is the same address (and an empty store)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_ports(1)[0]
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.process: Process | None = None
+        self.start()
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise AssertionError("redis-server not found: apt-get install redis-server (test.sh does)")
+        self.process = Process([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                "no", "--daemonize", "no"], self.workdir / f"redis-{self.port}.log")
+        poll(lambda: self._pong(), f"redis on port {self.port}", START_TIMEOUT_S)
+
+    def _pong(self) -> bool:
+        if self.process is None or not self.process.alive():
+            raise AssertionError(f"redis-server exited:\n{self.process.log() if self.process else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+class RateLimitService:
+    """The test rate limit service (RLS_BINARY) on a fixed free port, counting in `redis` with the limits of
+    `limits_yaml` (a Limitador limits file). `statuses=False` answers as Limitador does (overall code only)."""
+
+    def __init__(self, workdir: Path, redis: Redis, limits_yaml: str, *, statuses: bool = True, name: str = "rls"):
+        if not RLS_BINARY.is_file():
+            raise AssertionError(f"{RLS_BINARY} is missing: build it with `{RLS_BUILD_COMMAND}` (test.sh does)")
+        self.workdir, self.redis, self.statuses, self.name = workdir, redis, statuses, name
+        self.limits_path = workdir / f"{name}-limits.yaml"
+        self.limits_path.write_text(limits_yaml)
+        self.port = free_ports(1)[0]
+        self.process: Process | None = None
+        self.start()
+
+    def start(self) -> None:
+        args = [str(RLS_BINARY), "--listen", f"127.0.0.1:{self.port}", "--redis", self.redis.url,
+                "--limits", str(self.limits_path)] + ([] if self.statuses else ["--no-statuses"])
+        self.process = Process(args, self.workdir / f"{self.name}-{time.monotonic_ns()}.log")
+        process = self.process
+
+        def up() -> bool:
+            if not process.alive():
+                raise AssertionError(f"the rate limit service exited:\n{process.log()}")
+            return _tcp_open(self.port)
+        poll(up, f"the rate limit service on port {self.port}", START_TIMEOUT_S)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel but nothing answers (calls time out)."""
+        assert self.process is not None
+        self.process.popen.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.popen.send_signal(signal.SIGCONT)
+
+
 def envoy_args(config_path: Path, admin_port: int) -> list[str]:
     # --base-id from the admin port: unique among live Envoys, so their shared memory never clashes.
     return [envoy_binary(), "-c", str(config_path), "--concurrency", "2", "--base-id", str(admin_port),
@@ -326,8 +413,9 @@ class Gateway:
     PORTS = 2  # listener, admin
 
     def __init__(self, workdir: Path, name: str, mock: Mock, *, filter_config: str | dict | None = None,
-                 with_filter: bool = True, wasm: Path | None = None):
+                 with_filter: bool = True, wasm: Path | None = None, rls_port: int | None = None):
         self.name = name
+        self.rls_port = rls_port
         self.wasm = wasm or WASM
         self.mock = mock
         self.filter_config = filter_config
@@ -357,7 +445,7 @@ class Gateway:
         return render_config.render(
             listen_port=self.listen_port, admin_port=self.admin_port, upstream=f"127.0.0.1:{self.mock.port}",
             wasm_path=self.wasm, filter_config=self.filter_config, with_filter=self.with_filter,
-            access_log_path=self.access_log_path, stats_flush_interval="1s")
+            access_log_path=self.access_log_path, stats_flush_interval="1s", rls_port=self.rls_port)
 
     def _ready(self) -> bool:
         if not self.process.alive():

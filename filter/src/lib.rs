@@ -10,6 +10,7 @@ pub mod quota;
 pub mod reject;
 pub mod request;
 pub mod response;
+pub mod rls;
 pub mod tokenize;
 
 #[cfg(target_arch = "wasm32")]

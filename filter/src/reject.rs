@@ -11,17 +11,20 @@ pub enum ErrorCode {
     InvalidJson,
     MissingApiKey,
     RateLimitExceeded,
+    /// The rate limit service could not answer and `failure_mode` is `deny`.
+    QuotaUnavailable,
 }
 
 impl ErrorCode {
     /// All codes, for defining one counter each.
-    pub const ALL: [ErrorCode; 6] = [
+    pub const ALL: [ErrorCode; 7] = [
         ErrorCode::ContextLengthExceeded,
         ErrorCode::InvalidValue,
         ErrorCode::RequestTooLarge,
         ErrorCode::InvalidJson,
         ErrorCode::MissingApiKey,
         ErrorCode::RateLimitExceeded,
+        ErrorCode::QuotaUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +35,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::MissingApiKey => "missing_api_key",
             ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
+            ErrorCode::QuotaUnavailable => "quota_unavailable",
         }
     }
 
@@ -44,6 +48,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => 3,
             ErrorCode::MissingApiKey => 4,
             ErrorCode::RateLimitExceeded => 5,
+            ErrorCode::QuotaUnavailable => 6,
         }
     }
 
@@ -53,6 +58,7 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => 413,
             ErrorCode::MissingApiKey => 401,
             ErrorCode::RateLimitExceeded => 429,
+            ErrorCode::QuotaUnavailable => 503,
         }
     }
 }

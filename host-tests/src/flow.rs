@@ -187,7 +187,13 @@ fn apply_resumes(stream: &mut Stream) {
 
 /// Delivers due callout answers; streams other than `current` that they moved are concluded.
 pub(crate) fn deliver_callouts(vm: &mut Vm, current: Option<u32>) -> Result<()> {
-    for context in vm.deliver_due_callouts()? {
+    let mut touched = vm.deliver_due_callouts()?;
+    // A callout the root context owns may move any stream: the SDK hands its answer to the
+    // stream that sent it.
+    if touched.iter().any(|context| vm.stream(*context).is_none()) {
+        touched = vm.stream_ids();
+    }
+    for context in touched {
         if Some(context) != current && vm.stream(context).is_some() {
             conclude(vm, context)?;
         }

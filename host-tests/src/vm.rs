@@ -443,6 +443,13 @@ impl Vm {
         }
     }
 
+    /// The open streams' context ids, in order.
+    pub(crate) fn stream_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.store.data().streams.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     pub(crate) fn stream(&self, context: u32) -> Option<&Stream> {
         self.store.data().streams.get(&context)
     }

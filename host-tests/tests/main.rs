@@ -13,6 +13,7 @@ mod host_calls;
 mod limits;
 mod metering;
 mod quota;
+mod rls;
 mod routing;
 mod shapes;
 mod stats;

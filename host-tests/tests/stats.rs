@@ -117,7 +117,15 @@ fn per_model_series_are_named_for_envoys_tag_extraction() {
     let gw = gateway(r#"{"models": [{"match": "meta-llama/Llama-3.1-8B*", "encoding": "cl100k_base"}]}"#);
     let names: Vec<String> = gw.metrics().into_keys().collect();
     for name in &names {
-        let per_proxy = ["tokengate.requests_total", "tokengate.passthrough_total", "tokengate.quota_evictions_total", "tokengate.quota_errors_total"];
+        let per_proxy = [
+            "tokengate.requests_total",
+            "tokengate.passthrough_total",
+            "tokengate.quota_evictions_total",
+            "tokengate.quota_errors_total",
+            "tokengate.rls_failures_total",
+            "tokengate.rls_timeouts_total",
+            "tokengate.rls_round_trip_us",
+        ];
         if per_proxy.contains(&name.as_str()) {
             continue;
         }

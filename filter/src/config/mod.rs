@@ -13,8 +13,10 @@ use crate::tokenize::{Encoding, Tokenizer};
 
 mod metering;
 mod raw;
+mod rls;
 pub use metering::{whole_tokens, Cost, Labels, Metering, MILLI, OTHER_LABEL};
-pub use raw::{RawApiKey, RawConfig, RawCost, RawKeyLimits, RawMetering, RawModelRule, RawQuota, RawRouting, RawSizeClass};
+pub use raw::{RawApiKey, RawConfig, RawCost, RawDescriptorEntry, RawKeyLimits, RawMetering, RawModelRule, RawQuota, RawRls, RawRouting, RawSizeClass};
+pub use rls::{EntrySource, FailureMode, RlsConfig, RlsEntry, API_KEY_ENTRY as RLS_API_KEY};
 
 /// Largest accepted token limit (prompt or output): far above any model's context, low enough
 /// that sums of limits never overflow.
@@ -232,11 +234,18 @@ pub struct QuotaConfig {
     /// By key id.
     pub overrides: HashMap<String, KeyLimits>,
     pub max_tracked_keys: u32,
+    /// Fleet-wide quotas on an Envoy rate limit service, after the local buckets (if any).
+    pub rls: Option<RlsConfig>,
 }
 
 impl QuotaConfig {
     pub fn limits_for(&self, key_id: &str) -> KeyLimits {
         self.overrides.get(key_id).copied().unwrap_or(self.limits)
+    }
+
+    /// Some key has a local limit: the shared-data buckets are in use.
+    pub fn has_local_limits(&self) -> bool {
+        self.limits != KeyLimits::default() || self.overrides.values().any(|l| *l != KeyLimits::default())
     }
 }
 
@@ -442,10 +451,11 @@ impl TryFrom<RawConfig> for Config {
 
 fn parse_quota(raw: RawQuota) -> Result<QuotaConfig, ConfigError> {
     let limits = key_limits("quota", &raw.limits, KeyLimits::default())?;
-    if limits == KeyLimits::default() {
+    let rls = raw.rls.map(rls::parse).transpose()?;
+    if limits == KeyLimits::default() && rls.is_none() {
         return Err(ConfigError::InvalidValue {
             field: "quota".to_owned(),
-            reason: "sets no limit: set tokens_per_minute, tokens_per_day, input_ or output_tokens_per_minute or _per_day, or requests_per_minute".to_owned(),
+            reason: "sets no limit: set tokens_per_minute, tokens_per_day, input_ or output_tokens_per_minute or _per_day, or requests_per_minute, or a rate limit service in backend.rls".to_owned(),
         });
     }
     let mut overrides = HashMap::with_capacity(raw.overrides.len());
@@ -479,6 +489,7 @@ fn parse_quota(raw: RawQuota) -> Result<QuotaConfig, ConfigError> {
             MAX_TRACKED_KEYS_LIMIT,
         )?)
         .unwrap_or(u32::MAX),
+        rls,
     })
 }
 
@@ -572,7 +583,7 @@ fn ranged(field: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> 
 
 /// HTTP header names are RFC 9110 tokens; Envoy stores them lower-case. Pseudo-headers
 /// (`:path`) are not keys.
-fn parse_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+pub(super) fn parse_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
     let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(is_tchar) {
         return Err(ConfigError::InvalidValue {

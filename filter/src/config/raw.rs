@@ -43,6 +43,25 @@ pub struct RawQuota {
     pub default_output_reservation: Option<u64>,
     pub overrides: Vec<(String, RawKeyLimits)>,
     pub max_tracked_keys: Option<u64>,
+    /// `backend.rls`.
+    pub rls: Option<RawRls>,
+}
+
+/// The `quota.backend.rls` object.
+#[derive(Debug)]
+pub struct RawRls {
+    pub cluster: String,
+    pub domain: String,
+    pub timeout_ms: Option<u64>,
+    pub failure_mode: Option<String>,
+    pub descriptors: Vec<RawDescriptorEntry>,
+}
+
+/// One of `quota.backend.rls.descriptors`.
+#[derive(Debug)]
+pub struct RawDescriptorEntry {
+    pub key: String,
+    pub from: String,
 }
 
 /// Limits as written: `None` when absent (inherit), `Some(None)` when `null` (no limit).
@@ -108,7 +127,7 @@ const LIMIT_FIELDS: [&str; 7] = [
     "requests_per_minute",
 ];
 
-const QUOTA_FIELDS: [&str; 10] = [
+const QUOTA_FIELDS: [&str; 11] = [
     "tokens_per_minute",
     "tokens_per_day",
     "input_tokens_per_minute",
@@ -119,6 +138,7 @@ const QUOTA_FIELDS: [&str; 10] = [
     "default_output_reservation",
     "overrides",
     "max_tracked_keys",
+    "backend",
 ];
 
 impl RawConfig {
@@ -201,6 +221,19 @@ fn quota(f: &Fields) -> Result<RawQuota, ConfigError> {
         default_output_reservation: f.u64("default_output_reservation")?,
         overrides,
         max_tracked_keys: f.u64("max_tracked_keys")?,
+        rls: f.object("backend", &["rls"], |b| b.object("rls", &["cluster", "domain", "timeout_ms", "failure_mode", "descriptors"], rls))?.flatten(),
+    })
+}
+
+fn rls(f: &Fields) -> Result<RawRls, ConfigError> {
+    Ok(RawRls {
+        cluster: f.required("cluster", Fields::string)?,
+        domain: f.required("domain", Fields::string)?,
+        timeout_ms: f.u64("timeout_ms")?,
+        failure_mode: f.string("failure_mode")?,
+        descriptors: f.each("descriptors", &["key", "from"], |d| {
+            Ok(RawDescriptorEntry { key: d.required("key", Fields::string)?, from: d.required("from", Fields::string)? })
+        })?,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::config::{whole_tokens, Config, Cost, QuotaConfig};
+use crate::config::{whole_tokens, Config, Cost, EntrySource, QuotaConfig};
 use crate::key::{key_from_header, key_id};
 use crate::reject::{ErrorCode, Rejection};
 use crate::request::{classify, count_prompt_as, Api, Exactness, MaxOutput, RequestError};
@@ -125,11 +125,13 @@ pub struct BodyOutcome {
     pub label: u16,
     /// A prompt refused for its length: the tokens counted before refusing.
     pub dropped_tokens: u64,
+    /// The request's `model`, kept only when a rate limit service descriptor carries it.
+    pub model: Option<String>,
 }
 
 /// Decides on the complete request body. `path` only breaks the embeddings/responses tie.
 pub fn decide_body(config: &Config, content_type: Option<&str>, path: Option<&str>, body: &[u8]) -> BodyOutcome {
-    let mut outcome = BodyOutcome { decision: BodyDecision::PassThrough, label: 0, dropped_tokens: 0 };
+    let mut outcome = BodyOutcome { decision: BodyDecision::PassThrough, label: 0, dropped_tokens: 0, model: None };
     outcome.decision = decide(config, content_type, path, body, &mut outcome);
     outcome
 }
@@ -163,6 +165,9 @@ fn decide(config: &Config, content_type: Option<&str>, path: Option<&str>, body:
     };
     let policy = config.policy_for(request.model);
     outcome.label = policy.label;
+    if config.quota.as_ref().and_then(|q| q.rls.as_ref()).is_some_and(|r| r.entries.iter().any(|e| e.from == EntrySource::Model)) {
+        outcome.model = request.model.map(str::to_owned);
+    }
     if let (Some(asked), Some(max)) = (request.max_output, config.max_output_tokens) {
         if asked.tokens > max {
             return BodyDecision::Reject(Rejection::new(

@@ -3,40 +3,11 @@
 //! VM, a log line names the rule and the numbers. A rule naming the wrong tokenizer or chat
 //! format shows here first.
 
-use std::cell::Cell;
-
-const MINUTE_NS: u64 = 60_000_000_000;
-
 /// Whether `backend` differs from `edge` by more than `ppm` parts per million of `edge` (any
 /// difference at all when `edge` is 0).
 pub(super) fn is_over(edge: u64, backend: u64, ppm: u32) -> bool {
     let diff = u128::from(edge.abs_diff(backend));
     diff * 1_000_000 > u128::from(edge) * u128::from(ppm)
-}
-
-/// One VM's memory of the last drift line: the time it was written and the drifting responses
-/// not logged since.
-#[derive(Debug, Default)]
-pub struct DriftLog {
-    last_ns: Cell<Option<u64>>,
-    unlogged: Cell<u64>,
-}
-
-impl DriftLog {
-    /// A drifting response at `now`: `Some(n)` when a line may be written now (`n` drifting
-    /// responses went unlogged since the last line), `None` within a minute of the last line.
-    pub(super) fn admit(&self, now: u64) -> Option<u64> {
-        match self.last_ns.get() {
-            Some(last) if now.saturating_sub(last) < MINUTE_NS => {
-                self.unlogged.set(self.unlogged.get().saturating_add(1));
-                None
-            }
-            _ => {
-                self.last_ns.set(Some(now));
-                Some(self.unlogged.replace(0))
-            }
-        }
-    }
 }
 
 /// The warning line (percentages with two decimals, in integer arithmetic).
@@ -68,16 +39,6 @@ mod tests {
         assert!(!is_over(0, 0, 0));
         assert!(is_over(0, 1, 20_000));
         assert!(!is_over(u64::MAX, u64::MAX, 0));
-    }
-
-    #[test]
-    fn one_line_a_minute_counting_the_rest() {
-        let log = DriftLog::default();
-        assert_eq!(log.admit(5 * MINUTE_NS), Some(0));
-        assert_eq!(log.admit(5 * MINUTE_NS + 1), None);
-        assert_eq!(log.admit(6 * MINUTE_NS - 1), None);
-        assert_eq!(log.admit(6 * MINUTE_NS), Some(2));
-        assert_eq!(log.admit(6 * MINUTE_NS), None);
     }
 
     #[test]

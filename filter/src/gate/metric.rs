@@ -15,6 +15,13 @@ pub enum Metric {
     QuotaEvictionsTotal,
     /// Quota operations that failed (the request went on unmetered).
     QuotaErrorsTotal,
+    /// Admission calls to the rate limit service (`quota.backend.rls`) that got no verdict
+    /// (error status, timeout, unreadable answer, not sent): `failure_mode` applied.
+    RlsFailuresTotal,
+    /// Of those, the timeouts.
+    RlsTimeoutsTotal,
+    /// Histogram: microseconds from sending an admission call to its answer.
+    RlsRoundTripUs,
     // Per model.
     AllowedTotal,
     /// Requests refused with this code.
@@ -48,11 +55,14 @@ pub enum Metric {
 
 /// The metrics other than the rejection counters, in `index()` order; the first `GLOBAL` are per
 /// proxy.
-const PLAIN: [Metric; 19] = [
+const PLAIN: [Metric; 22] = [
     Metric::RequestsTotal,
     Metric::PassthroughTotal,
     Metric::QuotaEvictionsTotal,
     Metric::QuotaErrorsTotal,
+    Metric::RlsFailuresTotal,
+    Metric::RlsTimeoutsTotal,
+    Metric::RlsRoundTripUs,
     Metric::AllowedTotal,
     Metric::PromptTokensTotal,
     Metric::BackendPromptTokensTotal,
@@ -69,7 +79,7 @@ const PLAIN: [Metric; 19] = [
     Metric::TokenizeUs,
     Metric::PromptDriftTokens,
 ];
-const GLOBAL: usize = 4;
+const GLOBAL: usize = 7;
 
 impl Metric {
     /// How many metrics there are: `index()` is below it.
@@ -94,7 +104,7 @@ impl Metric {
     }
 
     pub fn is_histogram(self) -> bool {
-        matches!(self, Metric::PromptTokens | Metric::CompletionTokens | Metric::TokenizeUs | Metric::PromptDriftTokens)
+        matches!(self, Metric::PromptTokens | Metric::CompletionTokens | Metric::TokenizeUs | Metric::PromptDriftTokens | Metric::RlsRoundTripUs)
     }
 
     /// The name the host knows it by: `tokengate.` and the Prometheus name without its prefix
@@ -120,6 +130,9 @@ const NAMES: [&str; Metric::COUNT] = [
     "tokengate.passthrough_total",
     "tokengate.quota_evictions_total",
     "tokengate.quota_errors_total",
+    "tokengate.rls_failures_total",
+    "tokengate.rls_timeouts_total",
+    "tokengate.rls_round_trip_us",
     "tokengate.allowed_total",
     "tokengate.prompt_tokens_total",
     "tokengate.backend_prompt_tokens_total",
@@ -141,6 +154,7 @@ const NAMES: [&str; Metric::COUNT] = [
     "tokengate.rejected_invalid_json_total",
     "tokengate.rejected_missing_api_key_total",
     "tokengate.rejected_rate_limit_exceeded_total",
+    "tokengate.rejected_quota_unavailable_total",
 ];
 
 #[cfg(test)]
@@ -162,7 +176,7 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Metric::COUNT);
-        assert!(!Metric::RequestsTotal.is_per_model() && !Metric::QuotaErrorsTotal.is_per_model());
+        assert!(!Metric::RequestsTotal.is_per_model() && !Metric::QuotaErrorsTotal.is_per_model() && !Metric::RlsRoundTripUs.is_per_model());
         assert!(Metric::AllowedTotal.is_per_model() && Metric::RejectedTotal(ErrorCode::InvalidJson).is_per_model());
         assert_eq!(Metric::PromptTokensTotal.series_name("gpt-4o*"), "tokengate.prompt_tokens_total.model.gpt-4o*");
         assert_eq!(Metric::RequestsTotal.series_name("x"), "tokengate.requests_total");

@@ -14,20 +14,25 @@ mod admit;
 mod drift;
 mod metric;
 mod plan;
+mod rls;
 mod settle;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use crate::config::{whole_tokens, Config};
-use crate::quota::{ratelimit_headers, Charge, KeyName, Quotas, Store};
+use crate::quota::bucket::Level;
+use crate::quota::{ratelimit_headers, Charge, KeyName, Quotas, Snapshot, Store};
 use crate::reject::{ErrorCode, Rejection};
 use crate::request::{with_include_usage, Api, Exactness};
+use crate::rls::EntryValues;
 use admit::{admit_quota, decide_body, decide_head, reserved_output, too_large, Admission, BodyDecision, HeadDecision, QuotaDecision, RequestHead};
+use rls::Awaiting;
 use settle::{Meter, Reservation, Tap};
 
-pub use drift::DriftLog;
+pub use throttle::LogThrottle;
 pub use metric::Metric;
-pub use plan::{Action, Field, HeaderEdits, LogLevel, Plan, Reply, Stats};
+pub use plan::{Action, Call, Field, HeaderEdits, LogLevel, Plan, Reply, Stats};
 
 /// Headers tokengate owns toward the backend; clients may not send them.
 const OWN_HEADER_PREFIX: &str = "x-tokengate-";
@@ -43,14 +48,17 @@ pub struct Env<'a> {
     pub config: &'a Config,
     pub store: &'a dyn Store,
     pub clock: &'a dyn Clock,
-    /// The VM's drift warnings, at most one line a minute.
-    pub drift_log: &'a DriftLog,
+    /// The VM's drift warnings and rate limit service failures, each at most one line a minute.
+    pub drift_log: &'a LogThrottle,
+    pub rls_log: &'a LogThrottle,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Headers,
     AwaitingBody,
+    /// Counted and within the local limits; the rate limit service decides.
+    AwaitingRls,
     Decided,
 }
 
@@ -74,6 +82,12 @@ pub struct Exchange {
     tap: Tap,
     /// The backend's response failed (status >= 400), or none has arrived yet.
     backend_failed: bool,
+    /// The rate limit service's descriptor values from this request.
+    rls_values: EntryValues,
+    /// An admission the rate limit service decides.
+    awaiting: Option<Box<Awaiting>>,
+    /// The key's tokens level as the rate limit service reported it.
+    rls_level: Option<Level>,
 }
 
 impl Default for Exchange {
@@ -96,6 +110,9 @@ impl Exchange {
             meter: None,
             tap: Tap::Nothing,
             backend_failed: true,
+            rls_values: EntryValues::default(),
+            awaiting: None,
+            rls_level: None,
         }
     }
 
@@ -114,6 +131,9 @@ impl Exchange {
         self.content_length = head.content_length.is_some();
         self.content_type = head.content_type.map(str::to_owned);
         self.path = header(headers, ":path").map(str::to_owned);
+        if let Some(rls) = env.config.quota.as_ref().and_then(|q| q.rls.as_ref()) {
+            self.rls_values.headers = rls.headers().map(|name| header(headers, name).map(str::to_owned)).collect();
+        }
         let outcome = decide_head(env.config, &head);
         self.key_id = outcome.key_id;
         match outcome.decision {
@@ -186,6 +206,7 @@ impl Exchange {
         let now = env.clock.now_ns();
         let tokenize_us = now.saturating_sub(started) / 1000;
         self.label = outcome.label;
+        self.rls_values.model = outcome.model;
         match outcome.decision {
             BodyDecision::Allow(admission) => {
                 plan.stat(Metric::TokenizeUs, tokenize_us);
@@ -202,17 +223,17 @@ impl Exchange {
         }
     }
 
-    /// A counted request goes on: reserve from the key's buckets, then annotate it; its response
-    /// will be metered.
+    /// A counted request goes on: reserve from the key's local buckets, then annotate it; with a
+    /// rate limit service, the admission then waits for its verdict. Its response will be metered.
     #[inline(never)]
     fn admit(&mut self, env: &Env<'_>, mut plan: Plan, admission: &Admission, body: &[u8], now: u64) -> Plan {
         let config = env.config;
         let output = reserved_output(config, admission);
         let prompt = admission.prompt_tokens;
         let mut reservation = None;
-        if let Some(quota) = &config.quota {
+        let charge = Charge { input_milli: admission.cost.input_milli(prompt, 0), output_milli: admission.cost.output_milli(output) };
+        if let Some(quota) = config.quota.as_ref().filter(|q| q.has_local_limits()) {
             let key = self.quota_key();
-            let charge = Charge { input_milli: admission.cost.input_milli(prompt, 0), output_milli: admission.cost.output_milli(output) };
             match admit_quota(quota, env.store, &key, now, charge) {
                 Ok(QuotaDecision::Admitted { snapshot, evicted }) => {
                     if evicted {
@@ -244,10 +265,12 @@ impl Exchange {
         if let Some(id) = &self.key_id {
             headers.put("x-tokengate-key-id", id.clone());
         }
+        // What admitting adds; held while a rate limit service decides.
+        let mut allowed = Plan::default();
         if let Some(r) = &reservation {
             let reserved = whole_tokens(r.charge.input_milli.saturating_add(r.charge.output_milli)).to_string();
-            headers.put("x-tokengate-reserved-tokens", reserved.clone());
-            plan.state(Field::ReservedTokens, reserved);
+            plan.request_headers.put("x-tokengate-reserved-tokens", reserved.clone());
+            allowed.state(Field::ReservedTokens, reserved);
         }
         if let Some(class) = config.routing.class_for(prompt.saturating_add(output)) {
             plan.request_headers.put("x-tokengate-class", class.to_owned());
@@ -260,16 +283,23 @@ impl Exchange {
             cost: admission.cost,
             injected_usage: false,
             reservation,
+            rls_charged: None,
         });
         if config.metering.stream_usage {
             self.request_stream_usage(&mut plan, admission, body);
         }
-        plan.stat(Metric::AllowedTotal, 1);
-        plan.stat(Metric::PromptTokensTotal, prompt);
-        plan.stat(Metric::PromptTokens, prompt);
-        plan.state(Field::PromptTokens, tokens);
-        plan.state(Field::Encoding, admission.tokenizer.name().to_owned());
-        self.record_decision(&mut plan, "allowed");
+        allowed.stat(Metric::AllowedTotal, 1);
+        allowed.stat(Metric::PromptTokensTotal, prompt);
+        allowed.stat(Metric::PromptTokens, prompt);
+        allowed.state(Field::PromptTokens, tokens);
+        allowed.state(Field::Encoding, admission.tokenizer.name().to_owned());
+        self.record_decision(&mut allowed, "allowed");
+        if let Some(rls) = config.quota.as_ref().and_then(|q| q.rls.as_ref()) {
+            // The exact prompt now; the output once the response tells it.
+            let hits = whole_tokens(charge.input_milli);
+            return self.ask_rls(env, plan, rls, allowed, hits, prompt.saturating_add(output), prompt);
+        }
+        plan.merge(allowed);
         self.done(plan)
     }
 
@@ -330,17 +360,18 @@ impl Exchange {
     }
 
     /// The key's buckets as they stand, for the `x-ratelimit-*` headers of responses that took
-    /// nothing from them.
+    /// nothing from them (the local buckets read; the rate limit service's level as last told).
     fn current_quota_headers(&self, env: &Env<'_>, plan: &mut Plan, now: Option<u64>) -> Vec<(&'static str, String)> {
         let Some(quota) = &env.config.quota else { return Vec::new() };
-        let now = now.unwrap_or_else(|| env.clock.now_ns());
-        match Quotas::new(quota).peek(env.store, &self.quota_key(), now) {
-            Ok(snapshot) => ratelimit_headers(&snapshot),
-            Err(e) => {
-                plan.log(LogLevel::Warn, format!("cannot read the quota: {e}"));
-                Vec::new()
+        let mut snapshot = Snapshot::default();
+        if quota.has_local_limits() {
+            let now = now.unwrap_or_else(|| env.clock.now_ns());
+            match Quotas::new(quota).peek(env.store, &self.quota_key(), now) {
+                Ok(local) => snapshot = local,
+                Err(e) => plan.log(LogLevel::Warn, format!("cannot read the quota: {e}")),
             }
         }
+        ratelimit_headers(&self.with_rls_level(snapshot))
     }
 }
 

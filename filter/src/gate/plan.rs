@@ -89,6 +89,10 @@ impl Stats {
         self.moves.is_empty()
     }
 
+    pub(crate) fn extend(&mut self, other: Stats) {
+        self.moves.extend(other.moves);
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (Metric, u64)> + '_ {
         self.moves.iter().copied()
     }
@@ -118,6 +122,9 @@ pub enum Field {
     CachedTokens,
     /// The backend's prompt tokens minus tokengate's count, when it reported usage.
     Drift,
+    /// The rate limit service's part in the admission: `ok`, `over_limit`, or `failed_allow` /
+    /// `failed_deny` (no verdict; `failure_mode` applied).
+    Rls,
 }
 
 impl Field {
@@ -135,8 +142,18 @@ impl Field {
             Field::CompletionTokens => "tokengate.completion_tokens",
             Field::CachedTokens => "tokengate.cached_tokens",
             Field::Drift => "tokengate.drift",
+            Field::Rls => "tokengate.rls",
         }
     }
+}
+
+/// A charge to the rate limit service (`quota.backend.rls`): one `ShouldRateLimit` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub message: Vec<u8>,
+    /// The stream waits for the answer ([`super::Exchange::on_rls_answer`]): an admission. Else
+    /// a settlement, whose answer changes nothing.
+    pub awaited: bool,
 }
 
 /// How loud a log line is.
@@ -163,6 +180,8 @@ pub struct Plan {
     pub logs: Vec<(LogLevel, String)>,
     /// Sent last; the stream then stays paused.
     pub reply: Option<Reply>,
+    /// Dispatched after the rest (an awaited call comes with `Action::Pause`).
+    pub call: Option<Call>,
 }
 
 impl Plan {
@@ -182,6 +201,13 @@ impl Plan {
     #[inline(never)]
     pub(crate) fn log(&mut self, level: LogLevel, message: String) {
         self.logs.push((level, message));
+    }
+
+    /// Adds `later`'s stats, filter state and logs (a decision held for the rate limit service).
+    pub(crate) fn merge(&mut self, later: Plan) {
+        self.stats.extend(later.stats);
+        self.filter_state.extend(later.filter_state);
+        self.logs.extend(later.logs);
     }
 }
 

@@ -27,6 +27,8 @@ pub(super) struct Meter {
     /// tokengate asked the backend for stream usage; the client did not.
     pub injected_usage: bool,
     pub reservation: Option<Reservation>,
+    /// Tokens the rate limit service charged at admission (or may have: it failed open).
+    pub rls_charged: Option<u64>,
 }
 
 /// What was taken from a key's buckets at admission, to settle when the response is known.
@@ -106,7 +108,7 @@ impl Exchange {
         let mut plan = Plan::default();
         if env.config.quota.is_some() {
             let levels = match self.meter.as_ref().and_then(|m| m.reservation.as_ref()) {
-                Some(r) => ratelimit_headers(&r.snapshot),
+                Some(r) => ratelimit_headers(&self.with_rls_level(r.snapshot)),
                 None => self.current_quota_headers(env, &mut plan, None),
             };
             plan.response_headers.set.extend(levels);
@@ -166,6 +168,13 @@ impl Exchange {
     /// settles with what was seen of it.
     pub fn on_stream_end(&mut self, env: &Env<'_>) -> Plan {
         let mut plan = Plan::default();
+        if self.awaiting.take().is_some() {
+            // The client left while the rate limit service decided: nothing was forwarded.
+            if let Some(quota) = &env.config.quota {
+                self.cancel_reservation(env, quota, &mut plan, env.clock.now_ns());
+            }
+            return self.done(plan);
+        }
         if self.meter.is_some() {
             self.finish(env, &mut plan);
         }
@@ -206,6 +215,9 @@ impl Exchange {
             if total < 0 {
                 plan.stat(Metric::RefundedTokensTotal, total.unsigned_abs() / MILLI);
             }
+        }
+        if let Some(charged) = m.rls_charged {
+            self.settle_rls(env, plan, charged, input_milli, output_milli);
         }
         plan.stat(Metric::CompletionTokensTotal, u.completion_tokens);
         match s.source {

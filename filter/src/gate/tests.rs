@@ -7,6 +7,8 @@ use super::*;
 use crate::quota::tests::MemStore;
 use crate::quota::StoreError;
 
+mod rls;
+
 const SEC: u64 = 1_000_000_000;
 const T0: u64 = 1_000 * SEC;
 const HELLO: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Hello, world!"}]}"#;
@@ -48,7 +50,8 @@ struct Kit {
     config: Config,
     store: Box<dyn Store>,
     clock: TestClock,
-    drift_log: DriftLog,
+    drift_log: LogThrottle,
+    rls_log: LogThrottle,
 }
 
 impl Kit {
@@ -57,12 +60,13 @@ impl Kit {
             config: Config::from_json(json.as_bytes()).unwrap(),
             store: Box::new(MemStore::default()),
             clock: TestClock { now: Cell::new(T0), step: 0, reads: Cell::new(0) },
-            drift_log: DriftLog::default(),
+            drift_log: LogThrottle::default(),
+            rls_log: LogThrottle::default(),
         }
     }
 
     fn env(&self) -> Env<'_> {
-        Env { config: &self.config, store: self.store.as_ref(), clock: &self.clock, drift_log: &self.drift_log }
+        Env { config: &self.config, store: self.store.as_ref(), clock: &self.clock, drift_log: &self.drift_log, rls_log: &self.rls_log }
     }
 
     /// Headers (with `content-type: application/json` and `:path`) then the whole body in one

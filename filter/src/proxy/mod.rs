@@ -12,24 +12,25 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::Config;
-use crate::gate::DriftLog;
+use crate::gate::LogThrottle;
 use http::Stream;
 use metrics::Metrics;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> { Box::new(Root { context_id, shared: None }) });
 }}
 
 /// What every HTTP context of a VM shares once the configuration is accepted.
 pub(crate) struct Shared {
     pub config: Config,
     pub metrics: Metrics,
-    pub drift_log: DriftLog,
+    pub drift_log: LogThrottle,
+    pub rls_log: LogThrottle,
 }
 
-#[derive(Default)]
 struct Root {
+    context_id: u32,
     shared: Option<Rc<Shared>>,
 }
 
@@ -41,7 +42,7 @@ impl Root {
         let config = Config::from_json(&bytes).map_err(|e| e.to_string())?;
         // `other` and the operator's rules get their series now; built-in rules' on first use.
         let metrics = Metrics::define(&config.labels, 1 + config.operator_labels).map_err(|s| format!("cannot define metrics: {s:?}"))?;
-        Ok(Shared { config, metrics, drift_log: DriftLog::default() })
+        Ok(Shared { config, metrics, drift_log: LogThrottle::default(), rls_log: LogThrottle::default() })
     }
 }
 
@@ -63,7 +64,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream::new(context_id, self.shared.clone())))
+        Some(Box::new(Stream::new(context_id, self.context_id, self.shared.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {
