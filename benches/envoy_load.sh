@@ -10,6 +10,7 @@
 #
 # Usage: benches/envoy_load.sh [--duration 10s] [--connections 16] [--no-build] [--also NAME=WASM ...]
 #        benches/envoy_load.sh --ab NAME=WASM [--rounds 8] [--duration 5s] [--no-build]
+#        benches/envoy_load.sh --rls [--rounds 8] [--duration 5s] [--no-build]
 # `--also` adds a row for another build of tokengate (e.g. the module of an earlier commit), run
 # with the same configuration in the same run, so builds compare as ratios of one run.
 # `--ab` compares tokengate with one other build closely: both Envoys run at once (1 worker each),
@@ -18,7 +19,12 @@
 # `--log-without-meter` renders envoy.yaml with an access log that leaves out the meter's response
 # fields (backend_prompt_tokens ... usage): Envoy formats each field present in every line, which
 # is part of what a logged field costs.
-# Needs: wrk (apt-get install wrk), Envoy at .venv/bin/envoy (envoy/setup.sh) or $ENVOY.
+# `--rls` compares fleet-wide quotas with local ones in the same way: one Envoy with a local quota,
+# one with quota.backend.rls (the test rate limit service, envoy/rls, on Redis, both on loopback);
+# every round loads each at --connections (req/s) and at one connection (latency p50/p99: what the
+# RLS round trip adds to a request, without queueing), and counts the service's calls per request.
+# Needs: wrk (apt-get install wrk), Envoy at .venv/bin/envoy (envoy/setup.sh) or $ENVOY; for --rls
+# redis-server and target/rls/release/tokengate-test-rls (test.sh builds it).
 set -euo pipefail
 
 DURATION=10s
@@ -28,8 +34,10 @@ ALSO=()
 AB=""
 ROUNDS=8
 LOG_WITHOUT_METER=0
+RLS=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --rls) RLS=1; shift ;;
     --also) ALSO+=("$2"); shift 2 ;;
     --ab) AB="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -187,6 +195,70 @@ wrk_run() {
   return 0
 }
 
+# wrk_latency PORT: one connection for $DURATION; sets P50_US and P99_US.
+wrk_latency() {
+  wrk -t1 -c1 -d"$DURATION" --latency -s "$RUN/post.lua" "http://127.0.0.1:$1/v1/chat/completions" >"$RUN/lat.wrk" 2>&1
+  grep -q "Non-2xx" "$RUN/lat.wrk" && echo "warning: non-2xx answers: $(grep Non-2xx "$RUN/lat.wrk")" >&2
+  to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n }'; }
+  P50_US=$(to_us "$(awk '$1 == "50%" {print $2}' "$RUN/lat.wrk")")
+  P99_US=$(to_us "$(awk '$1 == "99%" {print $2}' "$RUN/lat.wrk")")
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+
+if [ "$RLS" -eq 1 ]; then
+  RLS_BIN="$ROOT/target/rls/release/tokengate-test-rls"
+  [ -x "$RLS_BIN" ] || { echo "envoy_load.sh: $RLS_BIN missing (cargo build --release --manifest-path envoy/rls/Cargo.toml --target-dir target/rls)" >&2; exit 1; }
+  command -v redis-server >/dev/null || { echo "envoy_load.sh: redis-server is required" >&2; exit 1; }
+  REDIS_PORT=$(free_port); RLS_PORT=$(free_port)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$RUN/redis.log" 2>&1 &
+  pids+=("$!")
+  cat > "$RUN/limits.yaml" <<LIMITS
+- namespace: tokengate
+  max_value: 1000000000000
+  seconds: 60
+  conditions: []
+  variables: ["descriptors[0].api_key"]
+LIMITS
+  sleep 0.5
+  "$RLS_BIN" --listen "127.0.0.1:$RLS_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" --limits "$RUN/limits.yaml" >"$RUN/rls.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 1 500); do grep -q listening "$RUN/rls.log" && break; sleep 0.01; done
+  grep -q listening "$RUN/rls.log" || { cat "$RUN/rls.log" >&2; exit 1; }
+  start_envoy local 1 --wasm "$TOKENGATE_WASM" --filter-config '{"max_prompt_tokens":100000,"quota":{"tokens_per_minute":1000000000}}'
+  a_pid=$ENVOY_PID a_port=$PORT
+  start_envoy rls 1 --wasm "$TOKENGATE_WASM" --rls-port "$RLS_PORT" \
+    --filter-config '{"max_prompt_tokens":100000,"quota":{"backend":{"rls":{"cluster":"ratelimit","domain":"tokengate","timeout_ms":1000}}}}'
+  b_pid=$ENVOY_PID b_port=$PORT b_admin=$ADMIN
+  for port in "$a_port" "$b_port"; do DURATION=2s wrk_run "$port" "$a_pid" >/dev/null; done
+  read -r load1 _ < /proc/loadavg
+  echo "load average at start: $load1; $ROUNDS rounds of $DURATION per configuration and load, order alternating"
+  echo "| round | local req/s | rls req/s | ratio | local p50 (µs) | rls p50 (µs) | local p99 (µs) | rls p99 (µs) |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+  ratios=() add50=() add99=()
+  for round in $(seq 1 "$ROUNDS"); do
+    for side in $( [ $((round % 2)) -eq 1 ] && echo "a b" || echo "b a"); do
+      if [ "$side" = a ]; then
+        wrk_run "$a_port" "$a_pid"; a_rps=$RPS; wrk_latency "$a_port"; a50=$P50_US a99=$P99_US
+      else
+        wrk_run "$b_port" "$b_pid"; b_rps=$RPS; wrk_latency "$b_port"; b50=$P50_US b99=$P99_US
+      fi
+    done
+    r=$(echo "$b_rps / $a_rps" | bc -l)
+    ratios+=("$r"); add50+=("$(echo "$b50 - $a50" | bc -l)"); add99+=("$(echo "$b99 - $a99" | bc -l)")
+    printf '| %d | %s | %s | %.3f | %.0f | %.0f | %.0f | %.0f |\n' "$round" "$a_rps" "$b_rps" "$r" "$a50" "$b50" "$a99" "$b99"
+  done
+  stats=$(curl -s "http://127.0.0.1:$b_admin/stats")
+  calls=$(echo "$stats" | awk -F': ' '$1 == "cluster.ratelimit.upstream_rq_total" {print $2}')
+  requests=$(echo "$stats" | awk -F': ' '$1 == "tokengate.requests_total" {print $2}')
+  failures=$(echo "$stats" | awk -F': ' '$1 == "tokengate.rls_failures_total" {print $2}')
+  printf 'median rls / local req/s %.3f; added latency at one connection: p50 %.0f µs, p99 %.0f µs\n' \
+    "$(median "${ratios[@]}")" "$(median "${add50[@]}")" "$(median "${add99[@]}")"
+  printf 'rate limit service calls per request: %.3f (%s calls, %s requests: one admission + one settlement each); failures %s\n' \
+    "$(echo "$calls / $requests" | bc -l)" "$calls" "$requests" "${failures:-0}"
+  exit 0
+fi
+
 if [ -n "$AB" ]; then
   other="${AB%%=*}"
   start_envoy tokengate 1 --wasm "$TOKENGATE_WASM" --filter-config '{"max_prompt_tokens":100000}'
@@ -213,7 +285,6 @@ if [ -n "$AB" ]; then
     rps_ratios+=("$r"); cpu_ratios+=("$c")
     printf '| %d | %s | %s | %.3f | %.0f | %.0f | %.3f |\n' "$round" "$a_rps" "$b_rps" "$r" "$a_cpu" "$b_cpu" "$c"
   done
-  median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
   printf 'median tokengate / %s: req/s %.3f, Envoy CPU per request %.3f\n' "$other" "$(median "${rps_ratios[@]}")" "$(median "${cpu_ratios[@]}")"
   exit 0
 fi

@@ -297,7 +297,8 @@ impl Exchange {
         if let Some(rls) = config.quota.as_ref().and_then(|q| q.rls.as_ref()) {
             // The exact prompt now; the output once the response tells it.
             let hits = whole_tokens(charge.input_milli);
-            return self.ask_rls(env, plan, rls, allowed, hits, prompt.saturating_add(output), prompt);
+            let waiting = Awaiting { allowed, hits, dropped: prompt.saturating_add(output), prompt, sent_ns: 0 };
+            return self.ask_rls(env, plan, rls, waiting);
         }
         plan.merge(allowed);
         self.done(plan)

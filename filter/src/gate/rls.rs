@@ -28,13 +28,15 @@ pub(super) struct Awaiting {
 }
 
 impl Exchange {
-    /// Holds `allowed` and asks the service to charge `hits` tokens; the stream waits.
-    pub(super) fn ask_rls(&mut self, env: &Env<'_>, mut plan: Plan, rls: &RlsConfig, allowed: Plan, hits: u64, dropped: u64, prompt: u64) -> Plan {
-        let message = rls::request(rls, self.key_id.as_deref(), &self.rls_values, hits);
+    /// Holds the admission (`waiting.allowed`) and asks the service to charge `waiting.hits`
+    /// tokens; the stream waits.
+    pub(super) fn ask_rls(&mut self, env: &Env<'_>, mut plan: Plan, rls: &RlsConfig, mut waiting: Awaiting) -> Plan {
+        let message = rls::request(rls, self.key_id.as_deref(), &self.rls_values, waiting.hits);
         plan.call = Some(Call { message, awaited: true });
         plan.action = Action::Pause;
         self.phase = Phase::AwaitingRls;
-        self.awaiting = Some(Box::new(Awaiting { allowed, hits, dropped, prompt, sent_ns: env.clock.now_ns() }));
+        waiting.sent_ns = env.clock.now_ns();
+        self.awaiting = Some(Box::new(waiting));
         self.done(plan)
     }
 
