@@ -154,3 +154,12 @@ def test_routing_cli(tmp_path):
     assert "port_value: 12346" in text and "range_match: {start: 100," in text
     with pytest.raises(render_config.RenderError, match="port_value: 9902"):
         render_config.render_routing(ROUTING_TEMPLATE.replace("port_value: 9902", "port_value: 1"), admin_port=2)
+
+
+def test_rls_port_adds_only_the_http2_ratelimit_cluster(tmp_path):
+    rendered = render_config.render(rls_port=18081, wasm_path=None)
+    assert rendered.startswith(TEMPLATE.rstrip("\n"))
+    added = rendered[len(TEMPLATE.rstrip("\n")):]
+    assert "- name: ratelimit" in added and "http2_protocol_options" in added and "port_value: 18081" in added
+    result = envoy_validate(tmp_path, rendered)
+    assert result.returncode == 0, result.stdout + result.stderr
