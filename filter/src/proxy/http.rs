@@ -85,7 +85,10 @@ impl Stream {
                 let plan = self.exchange.on_rls_answer(&env(shared), Err(Failure::NotSent(why)));
                 return self.host.apply(shared, plan, None);
             }
-            Err(why) => self.host.log(HostLevel::Warn, &format!("rate limit service: settlement not sent: {why}")),
+            Err(why) => {
+                let plan = self.exchange.on_settlement_unsent(&env(shared), &why);
+                self.host.apply(shared, plan, None);
+            }
         }
         action
     }

@@ -228,3 +228,13 @@ fn an_error_after_the_timeout_is_a_timeout() {
     let plan = ex.on_rls_answer(&kit.env(), Err(Failure::Status { code: 14, message: "connection refused".into() }));
     assert_eq!(stat(&plan, Metric::RlsTimeoutsTotal), None, "a quick failure is not a timeout");
 }
+
+#[test]
+fn unsent_settlements_are_logged_with_the_other_failures_once_a_minute() {
+    let kit = Kit::new(RLS);
+    let first = Exchange::new().on_settlement_unsent(&kit.env(), "Envoy has no cluster named \"ratelimit\"");
+    assert!(first.logs[0].1.contains("settlement not sent: Envoy has no cluster"), "{:?}", first.logs);
+    assert!(Exchange::new().on_settlement_unsent(&kit.env(), "x").logs.is_empty());
+    let (mut ex, _) = awaiting(&kit, &[]);
+    assert!(ex.on_rls_answer(&kit.env(), Err(Failure::NotSent("x".into()))).logs.is_empty(), "the same minute's burst");
+}
